@@ -1,0 +1,335 @@
+"""Links that carry an emulated array's bytes: a pseudo-terminal, a TCP server, a UDP socket.
+
+Each runner owns one thread that reads host commands, asks the :class:`EmulatedArray` what to
+do, and writes, stalls or disconnects as told. The pseudo-terminal behaves like a USB CDC
+port: it has a stable path (a symbolic link that :mod:`serial` opens), closing it on the host
+side stops streaming, and a disconnect removes the path until the device "re-plugs".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import socket
+import tempfile
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from .device import Action, EmulatedArray, FaultReport
+
+
+class EmulatorRunner:
+    """Base of the runners: the thread, the action loop, start and stop."""
+
+    def __init__(self, array: EmulatedArray) -> None:
+        self.array = array
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def report(self) -> FaultReport:
+        return self.array.report
+
+    def start(self) -> EmulatorRunner:
+        """Open the link and start serving; returns self."""
+        self._open()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the link."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self._close()
+
+    def __enter__(self) -> EmulatorRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # link hooks ------------------------------------------------------------
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def _wait_input(self, timeout_s: float) -> bytes | None:
+        """Bytes from the host, b'' if none within the timeout, None if the host went away."""
+        raise NotImplementedError
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _drain(self) -> None:
+        """Wait until the host has read what was written (before a disconnect)."""
+
+    # loop -------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._wait_input(self.array.time_to_next_s())
+                if data is None:
+                    self.array.link_closed()
+                elif data:
+                    self.array.receive(data)
+                for action in self.array.poll():
+                    self._act(action)
+        except BaseException as exc:  # kept for the owner; a dead emulator must be visible
+            self.error = exc
+            raise
+
+    def _act(self, action: Action) -> None:
+        if action.kind == "write":
+            self._write(action.data)
+        elif action.kind == "stall":
+            self._stop.wait(action.seconds)
+        elif action.kind == "disconnect":
+            self._drain()
+            self._close()
+            if self._stop.wait(action.seconds):
+                return
+            self.array.reboot()
+            self._open()
+
+
+class PtyRunner(EmulatorRunner):
+    """Serves the array on a pseudo-terminal, reachable at a stable path.
+
+    Args:
+        array: The emulated array.
+        path: Where to put the symbolic link to the pseudo-terminal; a fresh temporary path
+            by default. ``port`` gives the path to open.
+    """
+
+    def __init__(self, array: EmulatedArray, path: str | os.PathLike | None = None) -> None:
+        super().__init__(array)
+        if path is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="imucap-emu-")
+            path = Path(self._tmpdir) / "ttyIMU0"
+        else:
+            self._tmpdir = None
+        self.port = str(path)
+        self._master: int | None = None
+        self._slave_name = ""
+        self._host_present = False
+
+    def _open(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self._slave_name = os.ttyname(slave)
+        # Only the host holds the slave side open, so the master sees it close (like DTR).
+        os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self._host_present = False
+        tmp = self.port + ".new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(self._slave_name, tmp)
+        os.replace(tmp, self.port)
+
+    def _close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.islink(self.port):
+                os.unlink(self.port)
+        if self._master is not None:
+            os.close(self._master)
+            self._master = None
+        if self._tmpdir and self._stop.is_set():
+            with contextlib.suppress(OSError):
+                os.rmdir(self._tmpdir)
+
+    def _wait_input(self, timeout_s: float) -> bytes | None:
+        if self._master is None:
+            self._stop.wait(timeout_s)
+            return b""
+        ready, _, _ = select.select([self._master], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self._master, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            # EIO: no process has the port open. Say so once, then wait for one to open it.
+            was_present, self._host_present = self._host_present, False
+            self._stop.wait(0.02)
+            return None if was_present else b""
+        self._host_present = True
+        return data
+
+    def _write(self, data: bytes) -> None:
+        if not self._host_present or self._master is None:
+            return  # nobody has the port open: a USB device's writes go nowhere
+        view = memoryview(data)
+        deadline = time.monotonic() + 1.0
+        while view:
+            try:
+                n = os.write(self._master, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # the host stopped reading; like a full USB FIFO, the rest is lost
+                select.select([], [self._master], [], 0.01)
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    return
+                raise
+
+    def _drain(self) -> None:
+        try:
+            fd = os.open(self._slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            deadline = time.monotonic() + 1.0
+            buf = bytearray(4)
+            while time.monotonic() < deadline:
+                fcntl.ioctl(fd, termios.FIONREAD, buf)
+                if int.from_bytes(buf, "little") == 0:
+                    break
+                time.sleep(0.005)
+            time.sleep(0.05)  # let the host's read loop take what it was handed
+        finally:
+            os.close(fd)
+
+
+class TcpRunner(EmulatorRunner):
+    """Serves the array to one TCP client at a time.
+
+    Args:
+        array: The emulated array.
+        host: Address to listen on (loopback by default).
+        port: Port to listen on; 0 picks a free one (see ``address``).
+    """
+
+    def __init__(self, array: EmulatedArray, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(array)
+        self._bind = (host, port)
+        self._server: socket.socket | None = None
+        self._client: socket.socket | None = None
+        self.address: tuple[str, int] = (host, port)
+
+    def _open(self) -> None:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(self._bind)
+        server.listen(1)
+        self._server = server
+        self.address = server.getsockname()[:2]
+        self._bind = self.address  # reappear on the same port after a disconnect
+
+    def _close(self) -> None:
+        for sock in (self._client, self._server):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._client = self._server = None
+
+    def _wait_input(self, timeout_s: float) -> bytes | None:
+        if self._server is None:
+            self._stop.wait(timeout_s)
+            return b""
+        if self._client is None:
+            ready, _, _ = select.select([self._server], [], [], timeout_s)
+            if ready:
+                self._client, _ = self._server.accept()
+                self._client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return b""
+        ready, _, _ = select.select([self._client], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            data = self._client.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._client.close()
+            self._client = None
+            return None
+        return data
+
+    def _write(self, data: bytes) -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.sendall(data)
+        except OSError:
+            self._client.close()
+            self._client = None
+            self.array.link_closed()
+
+    def _drain(self) -> None:
+        time.sleep(0.05)
+
+
+class UdpRunner(EmulatorRunner):
+    """Serves the array over UDP: commands come in datagrams, frames go to the last sender.
+
+    Each datagram holds whole frames, at most ``max_datagram`` bytes unless one frame is larger.
+
+    Args:
+        array: The emulated array.
+        host: Address to bind (loopback by default).
+        port: Port to bind; 0 picks a free one (see ``address``).
+        max_datagram: Largest datagram to send, in bytes.
+    """
+
+    def __init__(self, array: EmulatedArray, host: str = "127.0.0.1", port: int = 0,
+                 max_datagram: int = 1400) -> None:
+        super().__init__(array)
+        self._bind = (host, port)
+        self._sock: socket.socket | None = None
+        self._peer: tuple[str, int] | None = None
+        self.max_datagram = max_datagram
+        self.address: tuple[str, int] = (host, port)
+
+    def _open(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(self._bind)
+        self._sock = sock
+        self.address = sock.getsockname()[:2]
+        self._bind = self.address
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._peer = None
+
+    def _wait_input(self, timeout_s: float) -> bytes | None:
+        if self._sock is None:
+            self._stop.wait(timeout_s)
+            return b""
+        ready, _, _ = select.select([self._sock], [], [], timeout_s)
+        if not ready:
+            return b""
+        data, peer = self._sock.recvfrom(65536)
+        self._peer = peer
+        return data
+
+    def _write(self, data: bytes) -> None:
+        if self._sock is None or self._peer is None:
+            return
+        frames = [f + b"\x00" for f in data.split(b"\x00")[:-1]]
+        datagram = b""
+        for frame in frames:
+            if datagram and len(datagram) + len(frame) > self.max_datagram:
+                self._sock.sendto(datagram, self._peer)
+                datagram = b""
+            datagram += frame
+        if datagram:
+            self._sock.sendto(datagram, self._peer)

@@ -1,0 +1,1 @@
+"""The ``imucap`` command line: the one room that knows every other room."""

@@ -1,0 +1,124 @@
+"""``imucap emulate``: serve a virtual face-IMU array on a serial-port path or a socket."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from imucap.errors import ImucapError
+from imucap.firmware_bridge.emulator import (
+    EmulatedArray,
+    EmulatorConfig,
+    FaultConfig,
+    PtyRunner,
+    TcpRunner,
+    UdpRunner,
+)
+from imucap.firmware_bridge.sites import site_preset
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "emulate", help="serve a virtual sensor array on a pseudo-terminal or a socket",
+        description="Serve an emulated face-IMU array speaking protocol v1, for development "
+                    "without hardware. By default on a pseudo-terminal (a serial-port path).")
+    p.add_argument("--sites", default="imusic11",
+                   help="site preset: imusic11, imusic11+head, face6, face4 (default imusic11)")
+    p.add_argument("--sensors", type=int, default=None, help="N generic sensors instead (1-16)")
+    p.add_argument("--rate-hz", type=int, default=100, help="output rate, 1 to 1000 Hz")
+    p.add_argument("--samples-per-frame", type=int, default=0,
+                   help="samples per frame (0: about 100 frames/s)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--pty", metavar="PATH", default=None,
+                       help="serial-port path to create (a link to a pseudo-terminal)")
+    where.add_argument("--tcp", metavar="HOST:PORT", default=None, help="serve over TCP")
+    where.add_argument("--udp", metavar="HOST:PORT", default=None, help="serve over UDP")
+    p.add_argument("--seed", type=int, default=0, help="seed of the motion and the faults")
+    p.add_argument("--clock-drift-ppm", type=float, default=0.0,
+                   help="make the device clock run fast (or slow) by this much")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    f = p.add_argument_group("faults (each off by default)")
+    f.add_argument("--drop", type=float, default=0.0, help="chance a frame is lost")
+    f.add_argument("--corrupt", type=float, default=0.0, help="chance a frame has a bad byte")
+    f.add_argument("--garbage", type=float, default=0.0,
+                   help="chance random bytes follow a frame")
+    f.add_argument("--unknown", type=float, default=0.0,
+                   help="chance a message of an unknown type follows a frame")
+    f.add_argument("--stall-every", type=float, default=0.0, metavar="S",
+                   help="mean seconds between stalls")
+    f.add_argument("--stall-s", type=float, default=0.5, help="stall length")
+    f.add_argument("--disconnect-every", type=float, default=0.0, metavar="S",
+                   help="mean seconds between disconnects")
+    f.add_argument("--disconnect-s", type=float, default=1.0, help="time away when disconnected")
+    p.set_defaults(run=run)
+
+
+def _host_port(text: str, flag: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ImucapError(f"{flag} needs HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sites = site_preset(f"sensors{args.sensors}" if args.sensors else args.sites)
+    except ValueError as exc:
+        raise ImucapError(str(exc)) from None
+    for name in ("drop", "corrupt", "garbage", "unknown"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ImucapError(f"--{name} is a probability from 0 to 1, got {getattr(args, name)}")
+    faults = FaultConfig(drop=args.drop, corrupt=args.corrupt, garbage=args.garbage,
+                         unknown=args.unknown, stall_every_s=args.stall_every,
+                         stall_s=args.stall_s, disconnect_every_s=args.disconnect_every,
+                         disconnect_s=args.disconnect_s, seed=args.seed)
+    try:
+        config = EmulatorConfig(sites=sites, rate_hz=args.rate_hz,
+                                samples_per_frame=args.samples_per_frame, seed=args.seed,
+                                clock_drift_ppm=args.clock_drift_ppm, faults=faults)
+    except ValueError as exc:
+        raise ImucapError(str(exc)) from None
+    array = EmulatedArray(config)
+    if args.tcp:
+        runner = TcpRunner(array, *_host_port(args.tcp, "--tcp"))
+    elif args.udp:
+        runner = UdpRunner(array, *_host_port(args.udp, "--udp"))
+    else:
+        runner = PtyRunner(array, args.pty)
+    try:
+        runner.start()
+    except OSError as exc:
+        raise ImucapError(f"cannot serve the emulator: {exc.strerror or exc}") from None
+    print(f"imucap emulator: {len(sites)} sensors at {args.rate_hz} Hz "
+          f"({array.samples_per_frame} samples/frame), chip {config.chip}")
+    if isinstance(runner, PtyRunner):
+        uri = f"serial:{runner.port}"
+        print(f"  serial port: {runner.port}")
+    elif isinstance(runner, TcpRunner):
+        uri = f"tcp://{runner.address[0]}:{runner.address[1]}"
+        print(f"  TCP: {runner.address[0]}:{runner.address[1]}")
+    else:
+        uri = f"udp://{runner.address[0]}:{runner.address[1]}"
+        print(f"  UDP: {runner.address[0]}:{runner.address[1]} (frames go to the last sender)")
+    if not uri.startswith("udp"):
+        print(f"  read it with: imucap stream --device {uri} --print")
+    if faults.any():
+        print("  faults on: " + ", ".join(f"{k}={v}" for k, v in vars(faults).items()
+                                          if v and k not in ("seed", "stall_s", "disconnect_s")))
+    print("Ctrl-C stops.", flush=True)
+    start = time.monotonic()
+    try:
+        while args.duration is None or time.monotonic() - start < args.duration:
+            time.sleep(0.1)
+            if runner.error is not None:
+                raise ImucapError(f"the emulator stopped: {runner.error}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop()
+    rep = array.report
+    print(f"sent {rep.frames_sent} intact frames ({rep.samples_sent} samples); injected: "
+          f"dropped {rep.dropped_frames}, corrupted {rep.corrupted_frames}, garbage "
+          f"{rep.garbage_chunks}, unknown {rep.unknown_messages}, stalls {rep.stalls}, "
+          f"disconnects {rep.disconnects}")
+    return 0

@@ -1,0 +1,48 @@
+"""Entry point of the ``imucap`` command: sub-commands, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from imucap import __version__
+from imucap.errors import ImucapError
+
+from . import devices_cmd, emulate_cmd, stream_cmd
+
+COMMANDS = (devices_cmd, stream_cmd, emulate_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imucap",
+        description="Sensor-based facial capture: face-worn IMUs to ARKit blendshapes and AUs.",
+    )
+    parser.add_argument("--version", action="version", version=f"imucap {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except ImucapError as exc:
+        print(f"imucap: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

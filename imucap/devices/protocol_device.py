@@ -1,0 +1,405 @@
+"""A device that speaks imucap protocol v1 over any byte link: handshake, stream, reconnect.
+
+One reader thread owns the link. It decodes frames, keeps the loss accounting (sequence gaps,
+timestamp gaps, damaged frames, stalls), refines the device-to-host clock mapping from frame
+arrivals and PING/PONG probes, converts samples to SI units and hands frames to
+:class:`~imucap.devices.base.ImuDevice`. When the link is lost it reconnects with exponential
+backoff and repeats the handshake; if the device restarted (new boot id) the clock mapping
+starts afresh.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from imucap.clock import ClockMapper
+from imucap.errors import DeviceDisconnectedError, DeviceError, HandshakeError, ImucapError
+from imucap.firmware_bridge.codec import FrameDecoder, Packet, encode_frame
+from imucap.firmware_bridge.protocol import (
+    Ack,
+    AckStatus,
+    Content,
+    DeviceInfo,
+    GetInfo,
+    Log,
+    Ping,
+    Pong,
+    Samples,
+    SetRate,
+    Start,
+    Stop,
+    check_version,
+)
+from imucap.frames import ImuFrame
+
+from .base import DeviceConfig, ImuDevice, StreamStats
+from .links import Link, LinkLost
+
+log = logging.getLogger(__name__)
+
+
+class ProtocolDevice(ImuDevice):
+    """An IMU array speaking protocol v1 over a :class:`~imucap.devices.links.Link`.
+
+    Args:
+        config: Stream settings.
+        make_link: Builds a fresh, unopened link (called again for every reconnection).
+    """
+
+    type_name = "protocol"
+
+    def __init__(self, config: DeviceConfig, make_link: Callable[[], Link]) -> None:
+        super().__init__(config)
+        self._make_link = make_link
+        self._link: Link | None = None
+        self._link_name = make_link().description
+        self._write_lock = threading.Lock()
+        self._decoder = FrameDecoder()
+        self._clock = ClockMapper()
+        self._info: DeviceInfo | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._state = "disconnected"
+        self._cmd_seq = itertools.count()
+        self._nonce = itertools.count(1)
+        self._pings: dict[int, float] = {}
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        self._c = dict(frames=0, samples=0, seq_gaps=0, frames_lost=0, samples_lost=0,
+                       out_of_order=0, stalls=0, reconnects=0, reconnect_attempts=0)
+        self._last_seq: int | None = None
+        self._next_t0_us: int | None = None
+        self._last_rx: float | None = None
+        self._sensor_samples = np.zeros(16, dtype=np.int64)
+        self._rate_mark = (time.monotonic(), 0, 0, 0, self._sensor_samples.copy())
+        self._rates = (0.0, 0.0, 0.0, ())
+        self._last_error = ""
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def name(self) -> str:
+        return self._link_name
+
+    @property
+    def info(self) -> DeviceInfo | None:
+        return self._info
+
+    @property
+    def is_connected(self) -> bool:
+        return self._state in ("streaming", "reconnecting")
+
+    @property
+    def state(self) -> str:
+        """``disconnected``, ``connecting``, ``streaming``, ``reconnecting`` or ``failed``."""
+        return self._state
+
+    @property
+    def clock(self) -> ClockMapper:
+        """The current device-to-host clock mapping."""
+        return self._clock
+
+    def connect(self) -> None:
+        if self._thread is not None:
+            raise DeviceError(f"{self.name} is already connected")
+        self._state = "connecting"
+        self._failure = None
+        self._stopping.clear()
+        self._reset_counters()
+        try:
+            self._link = self._open_and_handshake()
+        except BaseException:
+            self._state = "disconnected"
+            raise
+        self._state = "streaming"
+        self._thread = threading.Thread(target=self._run, name=f"imucap-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def disconnect(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5.0)
+        link, self._link = self._link, None
+        if link is not None:
+            try:
+                self._send(Stop(), link)
+            except LinkLost:
+                pass
+            link.close()
+        if self._state != "failed":
+            self._state = "disconnected"
+        self._wake_readers()
+
+    def stats(self) -> StreamStats:
+        d = self._decoder.counters
+        c = self._c
+        fps, sps, bps, sensor_rates = self._rates
+        rtt = self._clock.best_rtt_s
+        return StreamStats(
+            state=self._state, frames=c["frames"], samples=c["samples"], bytes=d.bytes_in,
+            frames_per_s=fps, samples_per_s=sps, bytes_per_s=bps, sensor_rates_hz=sensor_rates,
+            crc_errors=d.crc_errors, cobs_errors=d.cobs_errors, short_frames=d.short_frames,
+            oversize_frames=d.oversize_frames, payload_errors=d.payload_errors,
+            bad_frames=d.bad_frames, bytes_discarded=d.bytes_discarded, resyncs=d.resyncs,
+            unknown_types=d.unknown_types, seq_gaps=c["seq_gaps"],
+            frames_lost=c["frames_lost"], samples_lost=c["samples_lost"],
+            out_of_order=c["out_of_order"], stalls=c["stalls"], reconnects=c["reconnects"],
+            reconnect_attempts=c["reconnect_attempts"], queue_drops=self._queue_drops,
+            clock_offset_s=self._clock.offset_s(), clock_drift_ppm=self._clock.drift_ppm,
+            clock_rtt_ms=None if rtt is None else rtt * 1e3, clock_source=self._clock.source,
+            last_error=self._last_error,
+        )
+
+    # ------------------------------------------------------------------ handshake
+
+    def _send(self, msg, link: Link | None = None) -> int:
+        link = link or self._link
+        if link is None:
+            raise LinkLost("not connected")
+        seq = next(self._cmd_seq) & 0xFFFF
+        with self._write_lock:
+            link.write(encode_frame(msg, seq))
+        return seq
+
+    def _open_and_handshake(self) -> Link:
+        link = self._make_link()
+        link.open()
+        self._link_name = link.description
+        try:
+            self._handshake(link)
+        except BaseException:
+            link.close()
+            raise
+        return link
+
+    def _await(self, link: Link, want: Callable[[Packet], bool], what: str,
+                resend: Callable[[], None] | None = None) -> Packet:
+        """Read until a packet satisfies ``want``, re-sending every 0.5 s; else HandshakeError."""
+        timeout_s = self.config.handshake_timeout_s
+        start = time.monotonic()
+        bytes_before = self._decoder.counters.bytes_in
+        next_resend = start + 0.5
+        while True:
+            now = time.monotonic()
+            if now - start > timeout_s:
+                seen = self._decoder.counters.bytes_in - bytes_before
+                if seen == 0:
+                    raise HandshakeError(
+                        f"nothing answered on {self.name} within {timeout_s:g} s ({what}): is "
+                        f"the imucap firmware running on it? 'imucap devices' lists ports")
+                raise HandshakeError(
+                    f"{seen} bytes arrived on {self.name} within {timeout_s:g} s but no "
+                    f"{what}: is this an imucap device, at the firmware's baud rate?")
+            if resend is not None and now >= next_resend:
+                resend()
+                next_resend = now + 0.5
+            try:
+                data = link.read(0.05)
+            except LinkLost as exc:
+                raise DeviceError(f"{self.name} went away during the handshake: {exc}") from None
+            for packet in self._decoder.feed(data):
+                self._last_seq = packet.seq
+                if isinstance(packet.message, DeviceInfo):
+                    self._accept_info(packet.message)
+                if want(packet):
+                    return packet
+
+    def _accept_info(self, info: DeviceInfo) -> None:
+        check_version(info.proto_major, info.proto_minor)
+        if self._info is not None and info.boot_id != self._info.boot_id:
+            log.info("%s restarted (boot id %08x -> %08x)", self.name, self._info.boot_id,
+                     info.boot_id)
+            self._clock.reset()
+            self._next_t0_us = None
+        if self._info is None or info.boot_id != self._info.boot_id:
+            self._pings.clear()
+        self._info = info
+
+    def _handshake(self, link: Link) -> None:
+        self._decoder.reset()
+        self._last_seq = None
+        self._send(GetInfo(), link)
+        self._await(link, lambda p: isinstance(p.message, DeviceInfo), "DEVICE_INFO answer",
+                    resend=lambda: self._send(GetInfo(), link))
+        cfg = self.config
+        if cfg.rate_hz and (cfg.rate_hz != self._info.rate_hz or (
+                cfg.samples_per_frame and cfg.samples_per_frame != self._info.samples_per_frame)):
+            seq = self._send(SetRate(cfg.rate_hz, cfg.samples_per_frame), link)
+            ack = self._await(link, lambda p: isinstance(p.message, Ack)
+                              and p.message.command_seq == seq, "answer to SET_RATE").message
+            if ack.status != AckStatus.OK:
+                raise DeviceError(f"{self.name} refused the rate {cfg.rate_hz} Hz "
+                                  f"(status {ack.status}): ask for a rate it supports")
+            self._await(link, lambda p: isinstance(p.message, DeviceInfo)
+                        and p.message.rate_hz == cfg.rate_hz, "DEVICE_INFO after SET_RATE")
+        seq = self._send(Start(), link)
+        self._await(link, lambda p: isinstance(p.message, Ack) and p.message.command_seq == seq,
+                    "answer to START")
+        self._last_rx = None
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _run(self) -> None:
+        next_ping = time.monotonic() + 0.1
+        next_tick = time.monotonic() + 1.0
+        try:
+            while not self._stopping.is_set():
+                link = self._link
+                now = time.monotonic()
+                try:
+                    data = link.read(0.05)
+                    now = time.monotonic()
+                    if data:
+                        self._on_bytes(data, now)
+                    elif self._last_rx is not None and \
+                            now - self._last_rx > self.config.silence_timeout_s:
+                        raise LinkLost(f"no data for {self.config.silence_timeout_s:g} s")
+                    if self.config.ping_interval_s and now >= next_ping:
+                        self._ping(link, now)
+                        next_ping = now + self.config.ping_interval_s
+                except LinkLost as exc:
+                    if self._stopping.is_set():
+                        break
+                    self._reconnect(str(exc))
+                    next_ping = time.monotonic() + 0.1
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + 1.0
+        except ImucapError as exc:
+            self._last_error = str(exc)
+            self._state = "failed"
+            self._fail(exc)
+        except BaseException as exc:  # a bug: keep it visible to readers and in the log
+            log.exception("reader thread of %s crashed", self.name)
+            self._state = "failed"
+            self._fail(exc)
+
+    def _ping(self, link: Link, now: float) -> None:
+        nonce = next(self._nonce) & 0xFFFFFFFF
+        self._pings[nonce] = now
+        if len(self._pings) > 16:
+            self._pings.pop(next(iter(self._pings)))
+        self._send(Ping(nonce, int(now * 1e6)), link)
+
+    def _on_bytes(self, data: bytes, now: float) -> None:
+        if self._last_rx is not None and now - self._last_rx > self.config.stall_threshold_s:
+            self._c["stalls"] += 1
+        self._last_rx = now
+        for packet in self._decoder.feed(data):
+            lost = self._account_seq(packet.seq)
+            msg = packet.message
+            if isinstance(msg, Samples):
+                self._on_samples(msg, packet.seq, lost, now)
+            elif isinstance(msg, Pong):
+                t1 = self._pings.pop(msg.nonce, None)
+                if t1 is not None:
+                    self._clock.add_probe(t1, msg.device_rx_us, msg.device_tx_us, now)
+            elif isinstance(msg, DeviceInfo):
+                self._accept_info(msg)
+            elif isinstance(msg, Log):
+                log.log(10 + 10 * min(msg.level, 3), "%s: %s", self.name, msg.text)
+
+    def _account_seq(self, seq: int) -> int:
+        last = self._last_seq
+        self._last_seq = seq
+        if last is None:
+            return 0
+        gap = (seq - last - 1) & 0xFFFF
+        if gap == 0:
+            return 0
+        if gap >= 0x8000:  # went backwards: a duplicate or a reordered frame
+            self._c["out_of_order"] += 1
+            return 0
+        self._c["seq_gaps"] += 1
+        self._c["frames_lost"] += gap
+        return gap
+
+    def _on_samples(self, msg: Samples, seq: int, lost: int, now: float) -> None:
+        info = self._info
+        if msg.n_sensors != info.sensor_count:
+            # The device changed without telling; ask it what it is now.
+            self._decoder.counters.payload_errors += 1
+            self._send(GetInfo())
+            return
+        t_us = msg.timestamps_us()
+        if self._next_t0_us is not None and msg.dt_us:
+            missing = round((msg.t0_us - self._next_t0_us) / msg.dt_us)
+            if missing > 0:
+                self._c["samples_lost"] += missing
+        self._next_t0_us = msg.t0_us + msg.n_samples * msg.dt_us
+        self._clock.add_arrival(int(t_us[-1]), now)
+        ok = np.array([(msg.sensor_ok >> i) & 1 for i in range(msg.n_sensors)], dtype=bool)
+        accel = msg.block(Content.ACCEL)
+        gyro = msg.block(Content.GYRO)
+        mag = msg.block(Content.MAG)
+        quat = msg.block(Content.QUAT)
+        n, s = msg.n_samples, msg.n_sensors
+        frame = ImuFrame(
+            seq=seq, boot_id=info.boot_id, device_time_us=t_us,
+            host_time_s=np.asarray(self._clock.to_host(t_us)), arrival_time_s=now,
+            accel=(accel * np.float32(info.accel_scale) if accel is not None
+                   else np.full((n, s, 3), np.nan, np.float32)),
+            gyro=(gyro * np.float32(info.gyro_scale) if gyro is not None
+                  else np.full((n, s, 3), np.nan, np.float32)),
+            mag=None if mag is None else mag * np.float32(info.mag_scale),
+            quat=None if quat is None else quat * np.float32(1.0 / 16384),
+            sensor_ok=ok, sites=info.sites, lost_before=lost,
+        )
+        self._c["frames"] += 1
+        self._c["samples"] += n
+        self._sensor_samples[:s] += n * ok
+        self._deliver(frame)
+
+    def _tick(self, now: float) -> None:
+        t0, frames0, samples0, bytes0, sensors0 = self._rate_mark
+        dt = max(now - t0, 1e-6)
+        c = self._c
+        nbytes = self._decoder.counters.bytes_in
+        count = self._info.sensor_count if self._info else 0
+        per_sensor = (self._sensor_samples - sensors0)[:count] / dt
+        self._rates = ((c["frames"] - frames0) / dt, (c["samples"] - samples0) / dt,
+                       (nbytes - bytes0) / dt, tuple(float(r) for r in per_sensor))
+        self._rate_mark = (now, c["frames"], c["samples"], nbytes, self._sensor_samples.copy())
+
+    def _reconnect(self, reason: str) -> None:
+        log.warning("%s: link lost (%s)", self.name, reason)
+        self._last_error = f"link lost: {reason}"
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if not self.config.reconnect:
+            raise DeviceDisconnectedError(f"{self.name} disconnected ({reason})")
+        self._state = "reconnecting"
+        self._last_rx = None
+        self._next_t0_us = None
+        start = time.monotonic()
+        backoff = 0.05
+        while not self._stopping.is_set():
+            limit = self.config.reconnect_timeout_s
+            if limit is not None and time.monotonic() - start > limit:
+                raise DeviceDisconnectedError(
+                    f"{self.name} disconnected ({reason}) and did not come back within "
+                    f"{limit:g} s: check the cable or power, then connect again")
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, self.config.reconnect_max_backoff_s)
+            self._c["reconnect_attempts"] += 1
+            try:
+                link = self._open_and_handshake()
+            except DeviceError as exc:
+                self._last_error = str(exc)
+                continue
+            self._link = link
+            self._c["reconnects"] += 1
+            self._state = "streaming"
+            log.info("%s: reconnected", self.name)
+            return
