@@ -79,6 +79,7 @@ class DecoderCounters:
     short_frames: int = 0
     oversize_frames: int = 0
     payload_errors: int = 0
+    version_errors: int = 0
     unknown_types: int = 0
     bytes_discarded: int = 0
     resyncs: int = 0
@@ -101,8 +102,8 @@ class FrameDecoder:
     A damaged frame (bad COBS, bad CRC, too short or too long) is counted and skipped up to the
     next delimiter; a run of damaged frames followed by a good one counts as one resync.
     Frames of a type this host does not know are counted and skipped. A frame of another major
-    protocol version raises :class:`~.protocol.ProtocolVersionError` (after counting it), since
-    nothing more can be read from such a device.
+    protocol version is counted in ``version_errors`` and skipped, and its version is kept in
+    :attr:`peer_version`; call :meth:`check_peer_version` to turn it into a clear error.
 
     Args:
         peer: Word used in error messages for the sender ("device" or "host").
@@ -114,6 +115,13 @@ class FrameDecoder:
         self._buf = bytearray()
         self._overflow_bytes = 0  # bytes of an over-long frame seen but no longer stored
         self._in_bad_run = False
+        self.peer_version: tuple[int, int] | None = None
+        """Version of the last frame refused for its major version, if any."""
+
+    def check_peer_version(self) -> None:
+        """Raise :class:`~.protocol.ProtocolVersionError` if a frame of another major came."""
+        if self.peer_version is not None:
+            check_version(*self.peer_version, peer=self._peer)
 
     def reset(self) -> None:
         """Forget a partial frame (after a reconnect); counters are kept."""
@@ -171,13 +179,19 @@ class FrameDecoder:
         if len(body) < HEADER.size + CRC_SIZE:
             self._bad(len(chunk), "short_frames")
             return None
+        if len(body) > MAX_BODY_SIZE:
+            self._bad(len(chunk), "oversize_frames")
+            return None
         if crc32(body[:-CRC_SIZE]) != int.from_bytes(body[-CRC_SIZE:], "little"):
             self._bad(len(chunk), "crc_errors")
             return None
         version, mtype, seq = HEADER.unpack_from(body)
         major, minor = version >> 4, version & 0x0F
         if major != PROTOCOL_MAJOR:
-            check_version(major, minor, peer=self._peer)
+            self.counters.version_errors += 1
+            self.counters.bytes_discarded += len(chunk)
+            self.peer_version = (major, minor)
+            return None
         cls = MESSAGE_CLASSES.get(mtype)
         message = None
         if cls is not None:

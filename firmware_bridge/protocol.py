@@ -24,6 +24,7 @@ MAX_BODY_SIZE = 4096
 """Largest decoded frame (header + payload + CRC) a receiver must accept, in bytes."""
 MAX_SENSORS = 16
 MAX_NAME_BYTES = 32
+"""Longest string field (chip, firmware, site name), in UTF-8 bytes."""
 STANDARD_GRAVITY = 9.80665
 QUAT_ONE = 16384
 """Fixed-point scale of on-board orientation quaternions (Q14: 1.0 is 16384)."""
@@ -71,6 +72,9 @@ class AckStatus(IntEnum):
 
 
 _BLOCK_VALUES = {Content.ACCEL: 3, Content.GYRO: 3, Content.MAG: 3, Content.QUAT: 4}
+ALL_CONTENT = 0x0F
+"""Content bits defined in v1; the others are reserved (a new block changes the record size,
+so only a new major version may add one)."""
 
 
 def values_per_sensor(content: int) -> int:
@@ -103,7 +107,10 @@ def check_version(major: int, minor: int, *, peer: str = "device") -> None:
 
 
 def _pack_str(text: str) -> bytes:
-    raw = text.encode("utf-8")[:MAX_NAME_BYTES * 2]
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_NAME_BYTES:
+        raise ValueError(f"string {text!r} is {len(raw)} bytes in UTF-8; the protocol allows "
+                         f"{MAX_NAME_BYTES}")
     return struct.pack("<B", len(raw)) + raw
 
 
@@ -254,8 +261,16 @@ class Samples:
 
     def encode_payload(self) -> bytes:
         n, sensors, vals = self.data.shape
+        if self.content & ~ALL_CONTENT or not self.content & ALL_CONTENT:
+            raise ValueError(f"content bits {self.content:#x}: use bits 0-3, at least one")
         if vals != values_per_sensor(self.content):
             raise ValueError("data's last axis does not match the content bits")
+        if not 1 <= n <= 255 or not 1 <= sensors <= MAX_SENSORS:
+            raise ValueError(f"a batch has 1 to 255 samples of 1 to {MAX_SENSORS} sensors, "
+                             f"got {n} x {sensors}")
+        if self.data.dtype != np.int16 and self.data.size and (
+                self.data.min() < -32768 or self.data.max() > 32767):
+            raise ValueError("sample values must fit in int16 (-32768 to 32767)")
         head = self._FIXED.pack(self.t0_us, self.dt_us, n, sensors, int(self.content),
                                 self.sensor_ok)
         return head + np.ascontiguousarray(self.data, dtype="<i2").tobytes()
@@ -266,7 +281,7 @@ class Samples:
             raise PayloadError(f"SAMPLES needs {cls._FIXED.size} bytes, got {len(buf)}")
         t0_us, dt_us, n, sensors, content, sensor_ok = cls._FIXED.unpack_from(buf)
         vals = values_per_sensor(content)
-        if n == 0 or not 1 <= sensors <= MAX_SENSORS or vals == 0:
+        if n == 0 or not 1 <= sensors <= MAX_SENSORS or vals == 0 or content & ~ALL_CONTENT:
             raise PayloadError(f"SAMPLES with {n} samples, {sensors} sensors, content {content}")
         count = n * sensors * vals
         if cls._FIXED.size + 2 * count > len(buf):

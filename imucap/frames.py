@@ -1,4 +1,4 @@
-"""Decoded, time-stamped IMU frames in SI units: what every transport hands to the rest of imucap."""
+"""Decoded, time-stamped IMU frames in SI units: what every transport hands on."""
 
 from __future__ import annotations
 

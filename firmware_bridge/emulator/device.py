@@ -44,7 +44,9 @@ UNKNOWN_TYPE = 0x7E  # a device-to-host type this version does not define
 class FaultConfig:
     """Which faults to inject. Probabilities are per SAMPLES frame; intervals are mean seconds.
 
-    Faults never hit two frames in a row, so each one is seen separately by the host.
+    Faults never hit two frames in a row, and a disconnect never directly follows a damaged
+    frame, so the host can see every fault on its own (a lost frame shows only through the
+    sequence number of the next frame that arrives).
 
     Attributes:
         drop: Chance that a frame is lost on the way (its sequence number is used up).
@@ -244,6 +246,7 @@ class EmulatedArray:
 
     def _start_stream(self) -> None:
         dt_us = round(1e6 / self._rate_hz)
+        self._stream_start = self._clock()
         now_us = self.device_time_us()
         self._dt_us = dt_us
         self._next_t_us = now_us + dt_us  # first sample one period from now
@@ -330,27 +333,42 @@ class EmulatedArray:
         return min(max(wait, 0.0), 0.05)
 
     def poll(self) -> list[Action]:
-        """What to do now: replies and due frames to write, or a stall or a disconnect."""
+        """What to do now: replies and due frames to write, then perhaps a stall or disconnect.
+
+        Replies already due are written before a stall or a disconnect starts, and neither
+        starts within 0.2 s of START, so a host sees each one while it is streaming.
+        """
         now = self._clock()
         with self._lock:
             faults = self.config.faults
-            if self.streaming and now >= self._next_disconnect:
-                self._next_disconnect = now + faults.disconnect_s + \
-                    float(self._fault_rng.uniform(0.5, 1.5)) * faults.disconnect_every_s
-                self.report.disconnects += 1
-                return [Action("disconnect", seconds=faults.disconnect_s)]
-            if self.streaming and now >= self._next_stall:
-                self._next_stall = now + faults.stall_s + \
-                    float(self._fault_rng.uniform(0.5, 1.5)) * faults.stall_every_s
-                self.report.stalls += 1
-                return [Action("stall", seconds=faults.stall_s)]
             out = self._pending
             self._pending = []
+            actions = [Action("write", data=b"".join(out))] if out else []
+            if self.streaming and now - self._stream_start > 0.2:
+                if now >= self._next_disconnect and not self._fault_cooldown:
+                    self._next_disconnect = now + faults.disconnect_s + \
+                        float(self._fault_rng.uniform(0.5, 1.5)) * faults.disconnect_every_s
+                    self.report.disconnects += 1
+                    return actions + [Action("disconnect", seconds=faults.disconnect_s)]
+                if now >= self._next_stall:
+                    self._next_stall = now + faults.stall_s + \
+                        float(self._fault_rng.uniform(0.5, 1.5)) * faults.stall_every_s
+                    self.report.stalls += 1
+                    return actions + [Action("stall", seconds=faults.stall_s)]
             if self.streaming:
                 device_now = self.device_time_us(now)
+                frames = []
                 while self._next_t_us + (self._spf - 1) * self._dt_us <= device_now:
-                    out.extend(self._samples_frame())
-            return [Action("write", data=b"".join(out))] if out else []
+                    frames.extend(self._samples_frame())
+                if frames:
+                    actions.append(Action("write", data=b"".join(frames)))
+            return actions
+
+    def stop_faults(self) -> None:
+        """Inject nothing from now on (the next frame is clean, so earlier losses show)."""
+        with self._lock:
+            self.config.faults = FaultConfig(seed=self.config.faults.seed)
+            self._next_stall = self._next_disconnect = float("inf")
 
     def link_closed(self) -> None:
         """The host closed the link (port closed, socket gone): stop streaming, drop replies."""

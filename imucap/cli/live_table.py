@@ -1,4 +1,4 @@
-"""The live terminal table of ``imucap stream --print``: per-sensor rates and signals, link health."""
+"""The live table of ``imucap stream --print``: per-sensor rates and signals, link health."""
 
 from __future__ import annotations
 
@@ -90,8 +90,8 @@ def render(name: str, info: DeviceInfo | None, stats: StreamStats, window: Signa
     lines.append(f"events  stalls {stats.stalls}   reconnects {stats.reconnects} (attempts "
                  f"{stats.reconnect_attempts})   host queue drops {stats.queue_drops}")
     rtt = "-" if stats.clock_rtt_ms is None else f"{stats.clock_rtt_ms:.2f} ms"
-    lines.append(f"clock   offset {stats.clock_offset_s:+.6f} s   drift {stats.clock_drift_ppm:+.1f}"
-                 f" ppm   best rtt {rtt}   from {stats.clock_source}")
+    lines.append(f"clock   offset {stats.clock_offset_s:+.6f} s   drift "
+                 f"{stats.clock_drift_ppm:+.1f} ppm   best rtt {rtt}   from {stats.clock_source}")
     if injected is not None:
         lines.append(
             f"emulator injected: dropped {injected.dropped_frames}   corrupted "

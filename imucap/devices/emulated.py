@@ -1,4 +1,4 @@
-"""``emulator:`` devices: an in-process emulated array on a pseudo-terminal, read by the serial driver.
+"""``emulator:`` devices: an emulated array on a pseudo-terminal, read by the serial driver.
 
 The bytes really cross the operating system's serial layer, so this exercises the same code as
 a board on ``/dev/ttyACM0``. Options (after ``?``): ``sensors`` (a count) or a preset name as the
@@ -49,6 +49,10 @@ class EmulatorDevice(SerialDevice):
         self.runner = PtyRunner(self.array)
         config.port = self.runner.port
         super().__init__(config)
+
+    @property
+    def name(self) -> str:
+        return f"emulator on {self.runner.port}"
 
     @property
     def injected(self) -> FaultReport:

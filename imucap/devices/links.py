@@ -226,7 +226,7 @@ class TcpLink(Link):
             raise DeviceNotFoundError(
                 f"nothing listens at {self.description}: start the device or the emulator "
                 f"('imucap emulate --tcp {self.host}:{self.port}')") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise DeviceNotFoundError(
                 f"no answer from {self.description} within {self.connect_timeout_s} s: "
                 f"check the address and the network") from None
@@ -243,7 +243,7 @@ class TcpLink(Link):
         sock.settimeout(timeout_s)
         try:
             data = sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return b""
         except OSError as exc:
             raise LinkLost(str(exc)) from None

@@ -69,6 +69,7 @@ class ProtocolDevice(ImuDevice):
         self._cmd_seq = itertools.count()
         self._nonce = itertools.count(1)
         self._pings: dict[int, float] = {}
+        self._backlog: list[Packet] = []  # packets read during a handshake after its answer
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -202,15 +203,23 @@ class ProtocolDevice(ImuDevice):
             if resend is not None and now >= next_resend:
                 resend()
                 next_resend = now + 0.5
-            try:
-                data = link.read(0.05)
-            except LinkLost as exc:
-                raise DeviceError(f"{self.name} went away during the handshake: {exc}") from None
-            for packet in self._decoder.feed(data):
+            if self._backlog:
+                packets, self._backlog = self._backlog, []
+            else:
+                try:
+                    data = link.read(0.05)
+                except LinkLost as exc:
+                    raise DeviceError(
+                        f"{self.name} went away during the handshake: {exc}") from None
+                packets = self._decoder.feed(data)
+                self._decoder.check_peer_version()
+            for i, packet in enumerate(packets):
                 self._last_seq = packet.seq
                 if isinstance(packet.message, DeviceInfo):
                     self._accept_info(packet.message)
                 if want(packet):
+                    # What came in the same read after the answer belongs to the stream.
+                    self._backlog = packets[i + 1:]
                     return packet
 
     def _accept_info(self, info: DeviceInfo) -> None:
@@ -226,6 +235,7 @@ class ProtocolDevice(ImuDevice):
 
     def _handshake(self, link: Link) -> None:
         self._decoder.reset()
+        self._backlog = []
         self._last_seq = None
         self._send(GetInfo(), link)
         self._await(link, lambda p: isinstance(p.message, DeviceInfo), "DEVICE_INFO answer",
@@ -256,9 +266,9 @@ class ProtocolDevice(ImuDevice):
                 link = self._link
                 now = time.monotonic()
                 try:
-                    data = link.read(0.05)
+                    data = b"" if self._backlog else link.read(0.05)
                     now = time.monotonic()
-                    if data:
+                    if data or self._backlog:
                         self._on_bytes(data, now)
                     elif self._last_rx is not None and \
                             now - self._last_rx > self.config.silence_timeout_s:
@@ -294,7 +304,10 @@ class ProtocolDevice(ImuDevice):
         if self._last_rx is not None and now - self._last_rx > self.config.stall_threshold_s:
             self._c["stalls"] += 1
         self._last_rx = now
-        for packet in self._decoder.feed(data):
+        packets = self._decoder.feed(data)
+        if self._backlog:
+            packets, self._backlog = self._backlog + packets, []
+        for packet in packets:
             lost = self._account_seq(packet.seq)
             msg = packet.message
             if isinstance(msg, Samples):
@@ -307,6 +320,7 @@ class ProtocolDevice(ImuDevice):
                 self._accept_info(msg)
             elif isinstance(msg, Log):
                 log.log(10 + 10 * min(msg.level, 3), "%s: %s", self.name, msg.text)
+        self._decoder.check_peer_version()
 
     def _account_seq(self, seq: int) -> int:
         last = self._last_seq
