@@ -61,16 +61,25 @@ def decode(buf: bytes) -> bytes:
         raise CobsError("empty COBS frame")
     positions = []
     push = positions.append
+    full_block = False
     i = 0
     while i < n:
         code = buf[i]
         if code == 0:
             raise CobsError(f"zero code byte at offset {i}")
+        if code == 0xFF:
+            full_block = True
         push(i)
         i += code
     if i != n:
         raise CobsError(f"last COBS block runs {i - n} bytes past the end of the frame")
     out = bytearray(buf)
+    if not full_block:
+        # Common case: every code byte after the first stands for one zero.
+        for pos in positions:
+            out[pos] = 0
+        del out[0]
+        return bytes(out)
     deleted = [positions[0]]
     prev = positions[0]
     for pos in positions[1:]:
@@ -79,9 +88,6 @@ def decode(buf: bytes) -> bytes:
         else:
             out[pos] = 0
         prev = pos
-    if len(deleted) == 1:
-        del out[0]
-    else:
-        for pos in reversed(deleted):
-            del out[pos]
+    for pos in reversed(deleted):
+        del out[pos]
     return bytes(out)

@@ -19,6 +19,7 @@ from .protocol import (
     PROTOCOL_MINOR,
     Message,
     PayloadError,
+    Samples,
     check_version,
     version_byte,
 )
@@ -56,9 +57,12 @@ def encode_frame(msg: Message, seq: int, *, major: int = PROTOCOL_MAJOR,
     return cobs.encode(encode_body(msg, seq, major=major, minor=minor)) + DELIMITER
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Packet:
-    """One decoded frame: its header fields and its message (None for an unknown type)."""
+    """One decoded frame: its header fields and its message (None for an unknown type).
+
+    Built for every frame, so not frozen; treat it as read-only.
+    """
 
     seq: int
     minor: int
@@ -182,7 +186,8 @@ class FrameDecoder:
         if len(body) > MAX_BODY_SIZE:
             self._bad(len(chunk), "oversize_frames")
             return None
-        if crc32(body[:-CRC_SIZE]) != int.from_bytes(body[-CRC_SIZE:], "little"):
+        view = memoryview(body)  # slices of a view copy nothing
+        if crc32(view[:-CRC_SIZE]) != int.from_bytes(view[-CRC_SIZE:], "little"):
             self._bad(len(chunk), "crc_errors")
             return None
         version, mtype, seq = HEADER.unpack_from(body)
@@ -196,7 +201,8 @@ class FrameDecoder:
         message = None
         if cls is not None:
             try:
-                message = cls.decode_payload(body[HEADER.size : -CRC_SIZE])
+                payload = view[HEADER.size : -CRC_SIZE]
+                message = cls.decode_payload(payload if cls is Samples else bytes(payload))
             except (PayloadError, UnicodeDecodeError):
                 self._bad(len(chunk), "payload_errors")
                 return None

@@ -7,6 +7,7 @@ Readers ignore bytes past the fields they know, so a minor version may append fi
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
@@ -72,14 +73,20 @@ class AckStatus(IntEnum):
 
 
 _BLOCK_VALUES = {Content.ACCEL: 3, Content.GYRO: 3, Content.MAG: 3, Content.QUAT: 4}
+_BLOCK_SIZES = {int(bit): n for bit, n in _BLOCK_VALUES.items()}
 ALL_CONTENT = 0x0F
 """Content bits defined in v1; the others are reserved (a new block changes the record size,
 so only a new major version may add one)."""
 
 
 def values_per_sensor(content: int) -> int:
-    """Number of int16 values in one sensor's record for a content bit set."""
-    return sum(n for bit, n in _BLOCK_VALUES.items() if content & bit)
+    """Number of int16 values in one sensor's record for a content bit set (bits 0-3)."""
+    return _VALUES_PER_SENSOR[content & ALL_CONTENT]
+
+
+# A table, because this runs for every frame and IntFlag arithmetic is slow.
+_VALUES_PER_SENSOR = tuple(sum(n for bit, n in _BLOCK_VALUES.items() if c & bit)
+                           for c in range(16))
 
 
 def version_byte(major: int = PROTOCOL_MAJOR, minor: int = PROTOCOL_MINOR) -> int:
@@ -180,7 +187,7 @@ class DeviceInfo:
     @property
     def gyro_scale(self) -> float:
         """Radians per second per gyroscope LSB."""
-        return float(np.deg2rad(self.gyro_range_dps / 32768.0))
+        return math.radians(self.gyro_range_dps / 32768.0)
 
     @property
     def mag_scale(self) -> float:
@@ -218,9 +225,12 @@ class DeviceInfo:
                    bool(streaming), chip, firmware, tuple(sites))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Samples:
     """A batch of raw samples from every sensor, in the device's int16 counts.
+
+    Not frozen (it is built for every frame, and frozen dataclasses build slowly); treat it
+    as read-only.
 
     Attributes:
         t0_us: Device time of the first sample, microseconds since the device booted.
@@ -250,10 +260,11 @@ class Samples:
 
     def block(self, bit: Content) -> np.ndarray | None:
         """The int16 columns of one content block, ``(n, sensors, 3 or 4)``, or None if absent."""
+        bit = int(bit)  # plain ints: IntFlag arithmetic is slow on this per-frame path
         if not self.content & bit:
             return None
-        start = values_per_sensor(self.content & (bit - 1))
-        return self.data[:, :, start : start + _BLOCK_VALUES[bit]]
+        start = _VALUES_PER_SENSOR[self.content & (bit - 1)]
+        return self.data[:, :, start : start + _BLOCK_SIZES[bit]]
 
     def timestamps_us(self) -> np.ndarray:
         """Device time of each sample in microseconds, int64."""

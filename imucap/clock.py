@@ -161,9 +161,11 @@ class ClockMapper:
 
     def to_host(self, device_us: int | np.ndarray) -> float | np.ndarray:
         """Host time (seconds, monotonic clock) of device time(s) ``device_us``."""
-        d = np.asarray(device_us, dtype=np.float64) * 1e-6
-        out = d + self._a + self._b * (d - self._ref)
-        return float(out) if out.ndim == 0 else out
+        if isinstance(device_us, np.ndarray):
+            d = device_us * 1e-6
+            return d * (1.0 + self._b) + (self._a - self._b * self._ref)
+        d = device_us * 1e-6
+        return d + self._a + self._b * (d - self._ref)
 
     def offset_s(self, device_us: int | None = None) -> float:
         """Host minus device time at ``device_us`` (at the latest observation by default)."""

@@ -11,8 +11,12 @@ import numpy as np
 class ImuFrame:
     """One batch of samples from every sensor of an array, in SI units.
 
+    A batch holds the samples of one or more consecutive wire frames that arrived together
+    (``wire_frames`` of them, sequence numbers ``seq`` onwards); a batch never spans a loss,
+    so ``lost_before`` tells exactly where data is missing.
+
     Attributes:
-        seq: The device's sequence number of the wire frame.
+        seq: The device's sequence number of the first wire frame in the batch.
         boot_id: The device's boot id; it changes when the device restarts.
         device_time_us: Device clock of each sample, microseconds, ``(n,)`` int64.
         host_time_s: The same instants on the host's monotonic clock (``time.monotonic``), as
@@ -24,7 +28,8 @@ class ImuFrame:
         quat: On-board orientation quaternion (w, x, y, z), ``(n, sensors, 4)``, or None.
         sensor_ok: Whether each sensor delivered valid data, ``(sensors,)`` bool.
         sites: Placement site name of each sensor.
-        lost_before: Device frames lost between the previous frame and this one.
+        lost_before: Device frames lost between the previous batch and this one.
+        wire_frames: Number of wire frames merged into this batch.
     """
 
     seq: int
@@ -39,6 +44,7 @@ class ImuFrame:
     sensor_ok: np.ndarray
     sites: tuple[str, ...]
     lost_before: int = 0
+    wire_frames: int = 1
 
     @property
     def n_samples(self) -> int:

@@ -40,6 +40,16 @@ def collect(dev, seconds: float) -> list:
     return frames
 
 
+def wire_frames(frames) -> list[tuple[int, int, int]]:
+    """``(boot_id, seq, t0_us)`` of every wire frame inside the received batches."""
+    out = []
+    for f in frames:
+        per = f.n_samples // f.wire_frames
+        for i in range(f.wire_frames):
+            out.append((f.boot_id, (f.seq + i) & 0xFFFF, int(f.device_time_us[i * per])))
+    return out
+
+
 def drain_after(dev, runner, seconds: float = 0.4) -> list:
     """Stop the faults, let a clean tail through, then take what is still queued."""
     runner.array.stop_faults()
@@ -54,7 +64,7 @@ def test_clean_stream_is_complete_ordered_and_in_si_units(pty_emulator):
         frames += drain_after(dev, pty_emulator)
         stats = dev.stats()
     sent = pty_emulator.array.report.sent
-    got = [(f.boot_id, f.seq, int(f.device_time_us[0])) for f in frames]
+    got = wire_frames(frames)
     assert len(got) >= 150
     assert got == sent[: len(got)]
     assert len(sent) - len(got) <= 2  # the last frames may still be on their way at stop
@@ -90,7 +100,7 @@ def test_every_fault_kind_is_counted_exactly_and_intact_frames_arrive_in_order(t
     assert stats.unknown_types == injected.unknown_messages
     assert stats.stalls == injected.stalls
     assert stats.reconnects == injected.disconnects
-    got = [(f.boot_id, f.seq, int(f.device_time_us[0])) for f in frames]
+    got = wire_frames(frames)
     assert got == injected.sent[: len(got)]
     assert len(injected.sent) - len(got) <= 2
     assert len({f.boot_id for f in frames}) == injected.disconnects + 1
@@ -104,6 +114,8 @@ def test_lost_frames_are_flagged_on_the_next_frame(tmp_path):
         stats = dev.stats()
     assert sum(f.lost_before for f in frames) == stats.frames_lost == \
         runner.array.report.dropped_frames > 0
+    for f in frames:  # a batch never spans a loss: its samples are evenly spaced
+        assert np.all(np.diff(f.device_time_us) == 10_000)
     assert stats.samples_lost == stats.frames_lost  # one sample per frame at 100 Hz
 
 
@@ -111,7 +123,7 @@ def test_set_rate_changes_rate_and_batching(tmp_path):
     with served_pty(tmp_path) as runner, device_on(runner.port, rate_hz=400) as dev:
         assert dev.info.rate_hz == 400
         frames = collect(dev, 1.0)
-    assert {f.n_samples for f in frames} == {4}
+    assert {f.n_samples // f.wire_frames for f in frames} == {4}
     t = np.concatenate([f.device_time_us for f in frames])
     assert np.all(np.diff(t) == 2500)
 

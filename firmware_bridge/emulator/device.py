@@ -250,6 +250,7 @@ class EmulatedArray:
         now_us = self.device_time_us()
         self._dt_us = dt_us
         self._next_t_us = now_us + dt_us  # first sample one period from now
+        self._raw_ahead = np.empty((0, len(self.config.sites), 6), dtype=np.int16)
 
     @property
     def rate_hz(self) -> int:
@@ -382,16 +383,32 @@ class EmulatedArray:
         with self._lock:
             self._boot(first=False)
 
+    def _raw_samples(self, t_us: np.ndarray) -> np.ndarray:
+        """int16 accel+gyro for the next samples, whose times are ``t_us``.
+
+        The motion is evaluated 100 ms ahead at a time: one call per sample would cost more
+        than a frame period at 1 kHz.
+        """
+        n = len(t_us)
+        if len(self._raw_ahead) < n:
+            block = max(n, round(0.1 * self._rate_hz))
+            start = int(t_us[0]) + len(self._raw_ahead) * self._dt_us
+            times = start + self._dt_us * np.arange(block, dtype=np.int64)
+            info = self.device_info()
+            accel, gyro = self._motion.sample(times * 1e-6)
+            raw = np.empty((block, len(self.config.sites), 6), dtype=np.int16)
+            raw[..., :3] = np.clip(np.round(accel / info.accel_scale), -32768, 32767)
+            raw[..., 3:] = np.clip(np.round(gyro / info.gyro_scale), -32768, 32767)
+            self._raw_ahead = np.concatenate([self._raw_ahead, raw])
+        raw, self._raw_ahead = self._raw_ahead[:n], self._raw_ahead[n:]
+        return raw
+
     def _samples_frame(self) -> list[bytes]:
         cfg = self.config
         n = self._spf
         t_us = self._next_t_us + self._dt_us * np.arange(n, dtype=np.int64)
         self._next_t_us += n * self._dt_us
-        info = self.device_info()
-        accel, gyro = self._motion.sample(t_us * 1e-6)
-        raw = np.empty((n, len(cfg.sites), 6), dtype=np.int16)
-        raw[..., :3] = np.clip(np.round(accel / info.accel_scale), -32768, 32767)
-        raw[..., 3:] = np.clip(np.round(gyro / info.gyro_scale), -32768, 32767)
+        raw = self._raw_samples(t_us).copy()
         ok = (1 << len(cfg.sites)) - 1
         for i in cfg.dead_sensors:
             ok &= ~(1 << i)

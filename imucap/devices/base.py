@@ -51,6 +51,8 @@ class DeviceConfig:
         silence_timeout_s: Treat the link as lost after this long without any byte.
         stall_threshold_s: A gap between arrivals longer than this counts as one stall.
         ping_interval_s: Time between clock probes (0 disables them).
+        read_interval_s: Pause after each read that brought data, so that at high frame
+            rates one wake-up takes several frames; adds at most this much latency.
     """
 
     rate_hz: int | None = None
@@ -63,6 +65,7 @@ class DeviceConfig:
     silence_timeout_s: float = 3.0
     stall_threshold_s: float = 0.25
     ping_interval_s: float = 1.0
+    read_interval_s: float = 0.002
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ from .base import DeviceConfig, ImuDevice, StreamStats
 from .links import Link, LinkLost
 
 log = logging.getLogger(__name__)
+_SENSOR_BITS = np.arange(16)
+_SAMPLE_INDEX = np.arange(256, dtype=np.int64)
 
 
 class ProtocolDevice(ImuDevice):
@@ -79,6 +81,7 @@ class ProtocolDevice(ImuDevice):
         self._next_t0_us: int | None = None
         self._last_rx: float | None = None
         self._sensor_samples = np.zeros(16, dtype=np.int64)
+        self._mask_samples: dict[int, int] = {}  # samples seen per sensor_ok mask since a tick
         self._rate_mark = (time.monotonic(), 0, 0, 0, self._sensor_samples.copy())
         self._rates = (0.0, 0.0, 0.0, ())
         self._last_error = ""
@@ -232,6 +235,8 @@ class ProtocolDevice(ImuDevice):
         if self._info is None or info.boot_id != self._info.boot_id:
             self._pings.clear()
         self._info = info
+        self._ok_masks: dict[int, np.ndarray] = {}
+        self._scale6 = np.array([info.accel_scale] * 3 + [info.gyro_scale] * 3, np.float32)
 
     def _handshake(self, link: Link) -> None:
         self._decoder.reset()
@@ -270,6 +275,9 @@ class ProtocolDevice(ImuDevice):
                     now = time.monotonic()
                     if data or self._backlog:
                         self._on_bytes(data, now)
+                        if self.config.read_interval_s:
+                            # Let a few frames gather: far fewer wake-ups at high frame rates.
+                            time.sleep(self.config.read_interval_s)
                     elif self._last_rx is not None and \
                             now - self._last_rx > self.config.silence_timeout_s:
                         raise LinkLost(f"no data for {self.config.silence_timeout_s:g} s")
@@ -307,12 +315,25 @@ class ProtocolDevice(ImuDevice):
         packets = self._decoder.feed(data)
         if self._backlog:
             packets, self._backlog = self._backlog + packets, []
+        batch: list[Samples] = []  # consecutive SAMPLES of this read, turned into one frame
+        batch_seq = batch_lost = 0
         for packet in packets:
             lost = self._account_seq(packet.seq)
             msg = packet.message
             if isinstance(msg, Samples):
-                self._on_samples(msg, packet.seq, lost, now)
-            elif isinstance(msg, Pong):
+                if not self._accept_samples(msg):
+                    continue
+                if batch and (lost or not self._continues(batch[-1], msg)):
+                    self._emit(batch, batch_seq, batch_lost, now)
+                    batch = []
+                if not batch:
+                    batch_seq, batch_lost = packet.seq, lost
+                batch.append(msg)
+                continue
+            if batch:  # keep frames and other messages in arrival order
+                self._emit(batch, batch_seq, batch_lost, now)
+                batch = []
+            if isinstance(msg, Pong):
                 t1 = self._pings.pop(msg.nonce, None)
                 if t1 is not None:
                     self._clock.add_probe(t1, msg.device_rx_us, msg.device_tx_us, now)
@@ -320,6 +341,8 @@ class ProtocolDevice(ImuDevice):
                 self._accept_info(msg)
             elif isinstance(msg, Log):
                 log.log(10 + 10 * min(msg.level, 3), "%s: %s", self.name, msg.text)
+        if batch:
+            self._emit(batch, batch_seq, batch_lost, now)
         self._decoder.check_peer_version()
 
     def _account_seq(self, seq: int) -> int:
@@ -337,41 +360,68 @@ class ProtocolDevice(ImuDevice):
         self._c["frames_lost"] += gap
         return gap
 
-    def _on_samples(self, msg: Samples, seq: int, lost: int, now: float) -> None:
-        info = self._info
-        if msg.n_sensors != info.sensor_count:
+    def _accept_samples(self, msg: Samples) -> bool:
+        """Loss accounting by timestamps; False for a frame that does not fit the device."""
+        if msg.data.shape[1] != self._info.sensor_count:
             # The device changed without telling; ask it what it is now.
             self._decoder.counters.payload_errors += 1
             self._send(GetInfo())
-            return
-        t_us = msg.timestamps_us()
+            return False
+        n = msg.data.shape[0]
         if self._next_t0_us is not None and msg.dt_us:
             missing = round((msg.t0_us - self._next_t0_us) / msg.dt_us)
             if missing > 0:
                 self._c["samples_lost"] += missing
-        self._next_t0_us = msg.t0_us + msg.n_samples * msg.dt_us
-        self._clock.add_arrival(int(t_us[-1]), now)
-        ok = np.array([(msg.sensor_ok >> i) & 1 for i in range(msg.n_sensors)], dtype=bool)
-        accel = msg.block(Content.ACCEL)
-        gyro = msg.block(Content.GYRO)
-        mag = msg.block(Content.MAG)
-        quat = msg.block(Content.QUAT)
-        n, s = msg.n_samples, msg.n_sensors
-        frame = ImuFrame(
-            seq=seq, boot_id=info.boot_id, device_time_us=t_us,
-            host_time_s=np.asarray(self._clock.to_host(t_us)), arrival_time_s=now,
-            accel=(accel * np.float32(info.accel_scale) if accel is not None
-                   else np.full((n, s, 3), np.nan, np.float32)),
-            gyro=(gyro * np.float32(info.gyro_scale) if gyro is not None
-                  else np.full((n, s, 3), np.nan, np.float32)),
-            mag=None if mag is None else mag * np.float32(info.mag_scale),
-            quat=None if quat is None else quat * np.float32(1.0 / 16384),
-            sensor_ok=ok, sites=info.sites, lost_before=lost,
-        )
+        self._next_t0_us = msg.t0_us + n * msg.dt_us
         self._c["frames"] += 1
         self._c["samples"] += n
-        self._sensor_samples[:s] += n * ok
-        self._deliver(frame)
+        self._mask_samples[msg.sensor_ok] = self._mask_samples.get(msg.sensor_ok, 0) + n
+        return True
+
+    @staticmethod
+    def _continues(prev: Samples, msg: Samples) -> bool:
+        return (msg.dt_us == prev.dt_us and msg.content == prev.content
+                and msg.sensor_ok == prev.sensor_ok
+                and msg.t0_us == prev.t0_us + prev.data.shape[0] * prev.dt_us)
+
+    def _emit(self, batch: list[Samples], seq: int, lost: int, now: float) -> None:
+        """Turn consecutive SAMPLES into one :class:`ImuFrame` in SI units and deliver it."""
+        info = self._info
+        first = batch[0]
+        data = first.data if len(batch) == 1 else np.concatenate([m.data for m in batch])
+        n, s = data.shape[0], data.shape[1]
+        t_us = first.t0_us + first.dt_us * _SAMPLE_INDEX[:n] if n <= 256 else \
+            first.t0_us + first.dt_us * np.arange(n, dtype=np.int64)
+        self._clock.add_arrival(int(t_us[-1]), now)
+        ok = self._ok_masks.get(first.sensor_ok)
+        if ok is None:
+            ok = (first.sensor_ok >> _SENSOR_BITS[:s]) & 1 == 1
+            if len(self._ok_masks) < 64:
+                self._ok_masks[first.sensor_ok] = ok
+        content = first.content
+        if content & 3 == 3:
+            # Accelerometer and gyroscope lead every record: scale both in one product.
+            si = data[:, :, :6] * self._scale6
+            accel, gyro = si[:, :, :3], si[:, :, 3:]
+        else:
+            merged = Samples(first.t0_us, first.dt_us, content, first.sensor_ok, data)
+            a, g = merged.block(Content.ACCEL), merged.block(Content.GYRO)
+            accel = a * np.float32(info.accel_scale) if a is not None else \
+                np.full((n, s, 3), np.nan, np.float32)
+            gyro = g * np.float32(info.gyro_scale) if g is not None else \
+                np.full((n, s, 3), np.nan, np.float32)
+        mag = quat = None
+        if content & 12:
+            merged = Samples(first.t0_us, first.dt_us, content, first.sensor_ok, data)
+            m, q = merged.block(Content.MAG), merged.block(Content.QUAT)
+            mag = None if m is None else m * np.float32(info.mag_scale)
+            quat = None if q is None else q * np.float32(1.0 / 16384)
+        self._deliver(ImuFrame(
+            seq=seq, boot_id=info.boot_id, device_time_us=t_us,
+            host_time_s=self._clock.to_host(t_us), arrival_time_s=now, accel=accel, gyro=gyro,
+            mag=mag, quat=quat, sensor_ok=ok, sites=info.sites, lost_before=lost,
+            wire_frames=len(batch),
+        ))
 
     def _tick(self, now: float) -> None:
         t0, frames0, samples0, bytes0, sensors0 = self._rate_mark
@@ -379,6 +429,9 @@ class ProtocolDevice(ImuDevice):
         c = self._c
         nbytes = self._decoder.counters.bytes_in
         count = self._info.sensor_count if self._info else 0
+        for mask, samples in self._mask_samples.items():
+            self._sensor_samples[:16] += samples * ((mask >> _SENSOR_BITS) & 1)
+        self._mask_samples.clear()
         per_sensor = (self._sensor_samples - sensors0)[:count] / dt
         self._rates = ((c["frames"] - frames0) / dt, (c["samples"] - samples0) / dt,
                        (nbytes - bytes0) / dt, tuple(float(r) for r in per_sensor))
