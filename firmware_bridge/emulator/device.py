@@ -72,6 +72,17 @@ class FaultConfig:
     disconnect_s: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("drop", "corrupt", "garbage", "unknown"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"fault {name}={value} is not a probability from 0 to 1")
+        if self.drop + self.corrupt + self.garbage + self.unknown > 1.0:
+            raise ValueError("fault probabilities drop + corrupt + garbage + unknown exceed 1")
+        for name in ("stall_every_s", "stall_s", "disconnect_every_s", "disconnect_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"fault {name} must not be negative")
+
     def any(self) -> bool:
         return bool(self.drop or self.corrupt or self.garbage or self.unknown
                     or self.stall_every_s or self.disconnect_every_s)

@@ -65,14 +65,11 @@ def run(args: argparse.Namespace) -> int:
         sites = site_preset(f"sensors{args.sensors}" if args.sensors else args.sites)
     except ValueError as exc:
         raise ImucapError(str(exc)) from None
-    for name in ("drop", "corrupt", "garbage", "unknown"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ImucapError(f"--{name} is a probability from 0 to 1, got {getattr(args, name)}")
-    faults = FaultConfig(drop=args.drop, corrupt=args.corrupt, garbage=args.garbage,
-                         unknown=args.unknown, stall_every_s=args.stall_every,
-                         stall_s=args.stall_s, disconnect_every_s=args.disconnect_every,
-                         disconnect_s=args.disconnect_s, seed=args.seed)
     try:
+        faults = FaultConfig(drop=args.drop, corrupt=args.corrupt, garbage=args.garbage,
+                             unknown=args.unknown, stall_every_s=args.stall_every,
+                             stall_s=args.stall_s, disconnect_every_s=args.disconnect_every,
+                             disconnect_s=args.disconnect_s, seed=args.seed)
         config = EmulatorConfig(sites=sites, rate_hz=args.rate_hz,
                                 samples_per_frame=args.samples_per_frame, seed=args.seed,
                                 clock_drift_ppm=args.clock_drift_ppm, faults=faults)

@@ -81,7 +81,10 @@ _EMU_KEYS = {"emu_rate_hz": "rate_hz", "seed": "seed", "clock_drift_ppm": "clock
 def _from_uri(target: str, params: dict[str, str]) -> EmulatorDevice:
     from .uri import stream_settings, take_options
 
-    faults = FaultConfig(**take_options(params, FaultConfig))
+    try:
+        faults = FaultConfig(**take_options(params, FaultConfig))
+    except ValueError as exc:
+        raise BadDeviceURIError(f"emulator: {exc}") from None
     try:
         sites = site_preset(target or "imusic11")
         if "sensors" in params:
