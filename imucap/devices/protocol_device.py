@@ -71,6 +71,7 @@ class ProtocolDevice(ImuDevice):
         self._cmd_seq = itertools.count()
         self._nonce = itertools.count(1)
         self._pings: dict[int, float] = {}
+        self._last_ping_s = 0.0
         self._backlog: list[Packet] = []  # packets read during a handshake after its answer
         self._reset_counters()
 
@@ -275,14 +276,16 @@ class ProtocolDevice(ImuDevice):
                     now = time.monotonic()
                     if data or self._backlog:
                         self._on_bytes(data, now)
-                        if self.config.read_interval_s:
+                        if self.config.read_interval_s and not (
+                                self._pings and now - self._last_ping_s < 0.1):
                             # Let a few frames gather: far fewer wake-ups at high frame rates.
+                            # Not while a PONG is due: its arrival time must be read promptly.
                             time.sleep(self.config.read_interval_s)
                     elif self._last_rx is not None and \
                             now - self._last_rx > self.config.silence_timeout_s:
                         raise LinkLost(f"no data for {self.config.silence_timeout_s:g} s")
                     if self.config.ping_interval_s and now >= next_ping:
-                        self._ping(link, now)
+                        self._ping(link)
                         next_ping = now + self.config.ping_interval_s
                 except LinkLost as exc:
                     if self._stopping.is_set():
@@ -301,11 +304,13 @@ class ProtocolDevice(ImuDevice):
             self._state = "failed"
             self._fail(exc)
 
-    def _ping(self, link: Link, now: float) -> None:
+    def _ping(self, link: Link) -> None:
         nonce = next(self._nonce) & 0xFFFFFFFF
-        self._pings[nonce] = now
-        if len(self._pings) > 16:
+        if len(self._pings) >= 16:
             self._pings.pop(next(iter(self._pings)))
+        now = time.monotonic()  # the send time itself: the round trip is measured from here
+        self._pings[nonce] = now
+        self._last_ping_s = now
         self._send(Ping(nonce, int(now * 1e6)), link)
 
     def _on_bytes(self, data: bytes, now: float) -> None:
