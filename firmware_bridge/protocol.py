@@ -369,46 +369,36 @@ class Log:
 # ---------------------------------------------------------------- host to device
 
 
+class _NoPayload:
+    """A command that is its type byte alone."""
+
+    def encode_payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode_payload(cls, buf: bytes):
+        return cls()
+
+
 @dataclass(frozen=True)
-class GetInfo:
+class GetInfo(_NoPayload):
     """Ask the device for a DEVICE_INFO."""
 
     TYPE = MsgType.GET_INFO
 
-    def encode_payload(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode_payload(cls, buf: bytes) -> GetInfo:
-        return cls()
-
 
 @dataclass(frozen=True)
-class Start:
+class Start(_NoPayload):
     """Start streaming SAMPLES."""
 
     TYPE = MsgType.START
 
-    def encode_payload(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode_payload(cls, buf: bytes) -> Start:
-        return cls()
-
 
 @dataclass(frozen=True)
-class Stop:
+class Stop(_NoPayload):
     """Stop streaming SAMPLES."""
 
     TYPE = MsgType.STOP
-
-    def encode_payload(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode_payload(cls, buf: bytes) -> Stop:
-        return cls()
 
 
 @dataclass(frozen=True)
