@@ -19,12 +19,13 @@ import termios
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .device import Action, EmulatedArray, FaultReport
 
 
-class EmulatorRunner:
+class EmulatorRunner(ABC):
     """Base of the runners: the thread, the action loop, start and stop."""
 
     def __init__(self, array: EmulatedArray) -> None:
@@ -58,21 +59,25 @@ class EmulatorRunner:
         self.stop()
 
     # link hooks ------------------------------------------------------------
+    @abstractmethod
     def _open(self) -> None:
-        raise NotImplementedError
+        """Open the link (again, after a disconnect)."""
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Close the link; safe to call twice."""
 
+    @abstractmethod
     def _wait_input(self, timeout_s: float) -> bytes | None:
         """Bytes from the host, b'' if none within the timeout, None if the host went away."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send bytes to the host (dropped if nobody listens, as a device's would be)."""
 
     def _drain(self) -> None:
         """Wait until the host has read what was written (before a disconnect)."""
+        time.sleep(0.05)  # bytes in flight on a socket arrive well within this
 
     # loop -------------------------------------------------------------------
     def _run(self) -> None:
@@ -271,9 +276,6 @@ class TcpRunner(EmulatorRunner):
             self._client.close()
             self._client = None
             self.array.link_closed()
-
-    def _drain(self) -> None:
-        time.sleep(0.05)
 
 
 class UdpRunner(EmulatorRunner):
