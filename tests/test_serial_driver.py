@@ -276,3 +276,21 @@ def test_device_gone_for_good_fails_readers_clearly(tmp_path):
             while True:
                 dev.read(timeout_s=3.0)
         dev.disconnect()
+
+
+def test_device_that_streams_on_power_up_is_joined_mid_stream(tmp_path):
+    with served_pty(tmp_path, autostart=True) as runner:
+        time.sleep(0.3)  # frames are already flowing before the host opens the port
+        with device_on(runner.port) as dev:
+            frames = collect(dev, 1.0)
+            stats = dev.stats()
+    assert len(frames) > 50
+    assert stats.frames_lost == stats.samples_lost == stats.bad_frames == 0
+
+
+def test_a_failed_sensor_is_flagged_and_has_no_rate(tmp_path):
+    with served_pty(tmp_path, dead_sensors=(3,)) as runner, device_on(runner.port) as dev:
+        frames = collect(dev, 1.6)
+        rates = dev.stats().sensor_rates_hz
+    assert all(not f.sensor_ok[3] and f.sensor_ok.sum() == 10 for f in frames)
+    assert rates[3] == 0.0 and all(90 < r < 110 for i, r in enumerate(rates) if i != 3)
