@@ -294,3 +294,17 @@ def test_a_failed_sensor_is_flagged_and_has_no_rate(tmp_path):
         rates = dev.stats().sensor_rates_hz
     assert all(not f.sensor_ok[3] and f.sensor_ok.sum() == 10 for f in frames)
     assert rates[3] == 0.0 and all(90 < r < 110 for i, r in enumerate(rates) if i != 3)
+
+
+def test_device_that_goes_quiet_after_start_is_reconnected(tmp_path):
+    with served_pty(tmp_path) as runner:
+        dev = device_on(runner.port, silence_timeout_s=0.5, ping_interval_s=0)
+        with dev:
+            dev.read(timeout_s=2.0)
+            runner.array.link_closed()  # the firmware hangs: the port stays, the data stops
+            deadline = time.monotonic() + 5
+            while dev.stats().reconnects == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert dev.stats().reconnects == 1
+            assert "no data for 0.5 s" in dev.stats().last_error
+            dev.read(timeout_s=2.0)  # streaming again after the new handshake

@@ -72,6 +72,7 @@ class ProtocolDevice(ImuDevice):
         self._nonce = itertools.count(1)
         self._pings: dict[int, float] = {}
         self._last_ping_s = 0.0
+        self._streaming_since = 0.0
         self._backlog: list[Packet] = []  # packets read during a handshake after its answer
         self._reset_counters()
 
@@ -260,7 +261,8 @@ class ProtocolDevice(ImuDevice):
         seq = self._send(Start(), link)
         self._await(link, lambda p: isinstance(p.message, Ack) and p.message.command_seq == seq,
                     "answer to START")
-        self._last_rx = None
+        self._last_rx = None  # stalls are measured between arrivals of the stream itself
+        self._streaming_since = time.monotonic()  # the silence watchdog runs from here
 
     # ------------------------------------------------------------------ reader thread
 
@@ -281,8 +283,8 @@ class ProtocolDevice(ImuDevice):
                             # Let a few frames gather: far fewer wake-ups at high frame rates.
                             # Not while a PONG is due: its arrival time must be read promptly.
                             time.sleep(self.config.read_interval_s)
-                    elif self._last_rx is not None and \
-                            now - self._last_rx > self.config.silence_timeout_s:
+                    elif now - (self._last_rx or self._streaming_since) > \
+                            self.config.silence_timeout_s:
                         raise LinkLost(f"no data for {self.config.silence_timeout_s:g} s")
                     if self.config.ping_interval_s and now >= next_ping:
                         self._ping(link)
