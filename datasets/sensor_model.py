@@ -1,0 +1,115 @@
+"""Chip errors on ideal IMU signals: bias, bias walk, scale, misalignment, noise, quantisation.
+
+The result is int16 counts, the form the wire protocol carries, so simulated data can be
+streamed by the emulator or written to a dataset exactly as a real array would produce it.
+White noise is the chip's noise density over a noise bandwidth of half the output rate (the
+chip's low-pass filter set to its Nyquist frequency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chip_specs import CHIPS, ChipSpec
+from .imu_sim import GRAVITY_MPS2, rotvec_to_matrix
+
+
+@dataclass(frozen=True, eq=False)
+class SensorErrors:
+    """One session's errors for each sensor, drawn at power-up and constant through it.
+
+    Attributes:
+        accel_bias: Turn-on accelerometer bias, ``(S, 3)`` m/s².
+        gyro_bias: Turn-on gyroscope bias, ``(S, 3)`` rad/s.
+        accel_gain: Scale and misalignment of the accelerometer, ``(S, 3, 3)``.
+        gyro_gain: Scale and misalignment of the gyroscope, ``(S, 3, 3)``.
+    """
+
+    accel_bias: np.ndarray
+    gyro_bias: np.ndarray
+    accel_gain: np.ndarray
+    gyro_gain: np.ndarray
+
+    @classmethod
+    def none(cls, n_sensors: int) -> SensorErrors:
+        """No errors at all (for tests and for an ideal reference)."""
+        eye = np.broadcast_to(np.eye(3), (n_sensors, 3, 3)).copy()
+        zero = np.zeros((n_sensors, 3))
+        return cls(zero, zero.copy(), eye, eye.copy())
+
+
+def chip_spec(name: str) -> ChipSpec:
+    """The spec of a chip by name.
+
+    Raises:
+        ValueError: Unknown chip (the message lists the known ones).
+    """
+    if name not in CHIPS:
+        raise ValueError(f"unknown IMU chip {name!r}: use one of {', '.join(CHIPS)}")
+    return CHIPS[name]
+
+
+def draw_errors(spec: ChipSpec, n_sensors: int, rng: np.random.Generator) -> SensorErrors:
+    """Draw one session's turn-on biases, scale errors and misalignments."""
+
+    def gain(scale_error: float) -> np.ndarray:
+        scale = 1.0 + rng.normal(0.0, scale_error, (n_sensors, 3))
+        tilt = rotvec_to_matrix(rng.normal(0.0, np.deg2rad(spec.misalignment_deg),
+                                           (n_sensors, 3)))
+        return tilt * scale[:, None, :]
+
+    return SensorErrors(
+        accel_bias=rng.normal(0.0, spec.accel_offset_mg * 1e-3 * GRAVITY_MPS2, (n_sensors, 3)),
+        gyro_bias=rng.normal(0.0, np.deg2rad(spec.gyro_offset_dps), (n_sensors, 3)),
+        accel_gain=gain(spec.accel_scale_error),
+        gyro_gain=gain(spec.gyro_scale_error),
+    )
+
+
+def lsb_si(accel_range_g: float, gyro_range_dps: float) -> tuple[float, float]:
+    """One count of the accelerometer (m/s²) and of the gyroscope (rad/s) at these ranges."""
+    return accel_range_g * GRAVITY_MPS2 / 32768.0, float(np.deg2rad(gyro_range_dps / 32768.0))
+
+
+def apply_sensor_model(accel: np.ndarray, gyro: np.ndarray, *, spec: ChipSpec, rate_hz: float,
+                       accel_range_g: int, gyro_range_dps: int, rng: np.random.Generator,
+                       errors: SensorErrors | None = None, noise: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray, SensorErrors]:
+    """What the chips report for ideal signals, as int16 counts.
+
+    Args:
+        accel: Ideal specific force, ``(T, S, 3)`` m/s².
+        gyro: Ideal angular rate, ``(T, S, 3)`` rad/s.
+        spec: The chip's error figures.
+        rate_hz: Output rate; sets the white-noise bandwidth (half of it).
+        accel_range_g: Accelerometer full scale; readings beyond it saturate.
+        gyro_range_dps: Gyroscope full scale.
+        rng: Random generator (the same seed gives the same session).
+        errors: Session errors to use; drawn from ``spec`` when None.
+        noise: Add white noise and bias random walk.
+
+    Returns:
+        ``(accel_counts, gyro_counts, errors)``; counts are int16 ``(T, S, 3)``.
+    """
+    t, s, _ = accel.shape
+    if errors is None:
+        errors = draw_errors(spec, s, rng)
+    a = np.einsum("sij,tsj->tsi", errors.accel_gain, accel) + errors.accel_bias
+    g = np.einsum("sij,tsj->tsi", errors.gyro_gain, gyro) + errors.gyro_bias
+    if noise:
+        dt = 1.0 / rate_hz
+        bandwidth = rate_hz / 2.0
+        a = a + rng.normal(0.0, spec.accel_noise_ug_rthz * 1e-6 * GRAVITY_MPS2
+                           * np.sqrt(bandwidth), a.shape)
+        g = g + rng.normal(0.0, np.deg2rad(spec.gyro_noise_mdps_rthz * 1e-3)
+                           * np.sqrt(bandwidth), g.shape)
+        a = a + np.cumsum(rng.normal(0.0, spec.accel_bias_walk_ug_rts * 1e-6 * GRAVITY_MPS2
+                                     * np.sqrt(dt), a.shape), axis=0)
+        g = g + np.cumsum(rng.normal(0.0, np.deg2rad(spec.gyro_bias_walk_dps_rts)
+                                     * np.sqrt(dt), g.shape), axis=0)
+    accel_lsb, gyro_lsb = lsb_si(accel_range_g, gyro_range_dps)
+    a_counts = np.clip(np.round(a / accel_lsb), -32768, 32767).astype(np.int16)
+    g_counts = np.clip(np.round(g / gyro_lsb), -32768, 32767).astype(np.int16)
+    return a_counts, g_counts, errors
