@@ -26,20 +26,27 @@ import numpy as np
 
 
 def _robust_line(x: np.ndarray, y: np.ndarray, *, envelope: bool) -> tuple[float, float]:
-    """Line ``y = a + b x`` through observations, after dropping points far above a first fit.
+    """Line ``y = a + b x`` through observations, robust to outliers and to noise.
 
-    With ``envelope`` the errors are one-sided (delays only add), so the line is lowered
-    until it touches the lowest kept point; otherwise it is the least-squares line.
+    Points far above a first least-squares fit are dropped (delays only add, so outliers lie
+    above). The slope is then shrunk toward zero by its own uncertainty,
+    ``b · b² / (b² + se²)``: over a short span, timing noise cannot masquerade as drift, and a
+    well-determined drift passes almost unchanged. With ``envelope`` the errors are one-sided,
+    so the line is lowered until it touches the lowest kept point; otherwise the intercept is
+    the median.
     """
     a, b = _line(x, y)
     resid = y - (a + b * x)
     mad = float(np.median(np.abs(resid - np.median(resid))))
     keep = resid <= np.median(resid) + max(3.0 * 1.4826 * mad, 2e-4)
-    if 2 <= keep.sum() < len(x):
+    if 3 <= keep.sum() < len(x):
         x, y = x[keep], y[keep]
         a, b = _line(x, y)
-    if envelope:
-        a += float(np.min(y - (a + b * x)))
+    resid = y - (a + b * x)
+    se2 = float(np.sum(resid**2) / max(len(x) - 2, 1) / np.sum((x - x.mean()) ** 2))
+    b *= b * b / (b * b + se2) if b * b + se2 > 0 else 0.0
+    rest = y - b * x
+    a = float(np.min(rest)) if envelope else float(np.median(rest))
     return a, b
 
 
@@ -52,21 +59,21 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 class ClockMapper:
     """Online estimate of ``host_s = device_s + offset(device_s)`` with a linear offset.
 
-    Drift is only fitted once the observations span ``min_drift_span_s``: over shorter spans
-    timing noise swamps it (0.5 ms of jitter over 5 s reads as 100 ppm), so until then the
-    clocks are taken to run at the same rate, an error of at most ``drift × span`` (0.5 ms for
-    a 50 ppm crystal over 10 s).
+    Drift is fitted once three observations span ``min_drift_span_s``, and the fitted slope
+    is shrunk toward zero by its standard error, so that early on, when timing noise is as
+    large as the drift it would imply (0.5 ms of jitter over 5 s reads as 100 ppm), the clocks
+    are taken to run at the same rate, and the drift comes in as the evidence grows.
 
     Args:
         window_s: Length of the arrival windows whose minimum delay is kept, seconds.
         history_s: How far back observations are used, seconds of device time.
         min_probes: Short-round-trip probes needed before probes take over from arrivals.
         min_probe_span_s: Time the kept probes must span before they take over, seconds.
-        min_drift_span_s: Time the observations must span before drift is fitted, seconds.
+        min_drift_span_s: Time the observations must span before drift is fitted at all.
     """
 
     def __init__(self, *, window_s: float = 0.5, history_s: float = 60.0, min_probes: int = 4,
-                 min_probe_span_s: float = 3.0, min_drift_span_s: float = 10.0) -> None:
+                 min_probe_span_s: float = 3.0, min_drift_span_s: float = 1.0) -> None:
         self.window_s = window_s
         self.min_drift_span_s = min_drift_span_s
         self.history_s = history_s
@@ -135,7 +142,7 @@ class ClockMapper:
         else:
             return
         self._ref = float(x[-1])
-        if np.ptp(x) >= self.min_drift_span_s:
+        if len(x) >= 3 and np.ptp(x) >= self.min_drift_span_s:
             self._a, self._b = _robust_line(x - self._ref, y, envelope=envelope)
         else:
             self._a, self._b = (float(np.min(y)) if envelope else float(np.median(y))), 0.0
