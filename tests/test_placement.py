@@ -107,3 +107,25 @@ def test_bad_placement_files_say_what_is_wrong(tmp_path, content, message):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(PlacementError, match="imusic11"):
         preset("everywhere", sphere_head())
+
+
+def test_presets_fit_the_builtin_rig_and_jaw_opening_moves_only_jaw_sites():
+    from imucap.datasets.builtin_rig import builtin_rig
+    from imucap.datasets.imu_sim import ideal_imu, site_poses
+    from imucap.vocab import index_of
+
+    rig = builtin_rig()
+    p = preset("imusic11+head", rig)
+    check_anatomy(p)
+    sites = p.attach(rig, max_distance_m=1e-4)
+    t = np.arange(400) / 200.0
+    weights = np.zeros((len(t), 52))
+    weights[:, index_of("jawOpen")] = 0.5 - 0.5 * np.cos(2 * np.pi * t)
+    pos, rot = site_poses(rig, sites, weights)
+    head = np.zeros((len(t), 3)), np.broadcast_to(np.eye(3), (len(t), 3, 3))
+    accel, gyro = ideal_imu(*head, pos, rot, 1 / 200.0)
+    motion = dict(zip(p.sites, np.abs(gyro).max(axis=(0, 2)), strict=True))
+    for site in ("frontalis_l", "frontalis_r", "orbicularis_oculi_l", "head_ref"):
+        assert motion[site] < 1e-6, site
+    assert motion["mentalis"] > 0.5  # rad/s: the chin turns with the jaw
+    assert motion["mentalis"] > 5 * motion["zygomaticus_minor_l"]
