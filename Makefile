@@ -22,6 +22,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/bench_codec.py
 	$(BIN)/python benchmarks/bench_serial_driver.py
+	$(BIN)/python benchmarks/bench_simulator.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
