@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from imucap.rotations import rotvec_to_matrix
+
 GRAVITY_MPS2 = 9.80665
 
 
@@ -21,22 +23,6 @@ class MotionSource(Protocol):
     def sample(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(accel, gyro)``, each ``(len(t_s), n_sensors, 3)``: m/s² and rad/s."""
         ...
-
-
-def _rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula for a batch of rotation vectors ``(..., 3)`` → ``(..., 3, 3)``."""
-    theta = np.linalg.norm(rotvec, axis=-1, keepdims=True)
-    safe = np.where(theta > 1e-12, theta, 1.0)
-    k = rotvec / safe
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    kmat = np.stack(
-        [np.stack([zero, -kz, ky], -1), np.stack([kz, zero, -kx], -1),
-         np.stack([-ky, kx, zero], -1)], -2)
-    s = np.sin(theta)[..., None]
-    c = np.cos(theta)[..., None]
-    eye = np.broadcast_to(np.eye(3), kmat.shape)
-    return eye + s * kmat + (1.0 - c) * (kmat @ kmat)
 
 
 # Which skin motion each site name shows most: substring of the site name → pattern.
@@ -76,7 +62,7 @@ class SyntheticMotion:
         self.sites = tuple(sites)
         n = len(sites)
         self._rng = np.random.default_rng(seed + 1)
-        self._mount = _rotvec_to_matrix(rng.normal(0.0, 0.35, (n, 3)))  # sensor tilt on skin
+        self._mount = rotvec_to_matrix(rng.normal(0.0, 0.35, (n, 3)))  # sensor tilt on skin
         self._head_amp = np.deg2rad(rng.uniform(2.0, 6.0, 3))
         self._head_freq = rng.uniform(0.1, 0.4, 3)
         self._head_phase = rng.uniform(0, 2 * np.pi, 3)
@@ -110,7 +96,7 @@ class SyntheticMotion:
         w = 2 * np.pi * self._head_freq
         head_rv = self._head_amp * np.sin(w * t[:, None] + self._head_phase)  # (n, 3)
         head_w = self._head_amp * w * np.cos(w * t[:, None] + self._head_phase)
-        world_from_head = _rotvec_to_matrix(head_rv)  # (T, 3, 3)
+        world_from_head = rotvec_to_matrix(head_rv)  # (T, 3, 3)
         gravity_in_head = np.einsum("tji,j->ti", world_from_head, [0.0, 0.0, GRAVITY_MPS2])
         n_t, n_s = len(t), len(self.sites)
         accel = np.empty((n_t, n_s, 3))
@@ -119,7 +105,7 @@ class SyntheticMotion:
         for i, pattern in enumerate(self._pattern):
             angle = self._skin_angle(pattern, t)
             rate = (self._skin_angle(pattern, t + dt) - angle) / dt
-            skin = _rotvec_to_matrix(angle[:, None] * self._skin_axis[i])  # (T, 3, 3)
+            skin = rotvec_to_matrix(angle[:, None] * self._skin_axis[i])  # (T, 3, 3)
             head_from_sensor = skin @ self._mount[i]
             accel[:, i] = np.einsum("tji,tj->ti", head_from_sensor, gravity_in_head)
             body_rate = head_w + rate[:, None] * self._skin_axis[i]
