@@ -1,0 +1,337 @@
+"""Synthetic datasets: made-up subjects' faces and heads, simulated IMU arrays, one call.
+
+:func:`synthesize` draws a :class:`.motion.SubjectStyle` per subject, cuts each subject's
+minutes into sessions of at most :data:`SESSION_MAX_MIN`, generates expressions and head motion
+at the IMU rate, simulates the array (:func:`.simulate.simulate_imu`) with the session's own
+chip errors and a small random re-mounting of every sensor, keeps blendshapes and head pose at
+the blendshape rate on their own clock, and writes everything in the dataset format of
+:mod:`.dataset` (splits by subject, training statistics, a complete ``info.json``).
+
+Each session's random numbers come from ``(seed, subject, session)`` alone, so the same seed
+gives byte-identical session files whatever the worker count and however often a run was
+interrupted and resumed; only ``created`` in ``info.json`` changes.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import imucap
+from imucap.rotations import matrix_to_rotvec, rotvec_to_matrix
+
+from .chip_specs import CHIPS
+from .dataset import (
+    DATASET_FORMAT,
+    DatasetError,
+    DatasetInfo,
+    DatasetWriter,
+    SessionInfo,
+    SessionRecord,
+    new_created,
+    save_session,
+    session_info_for,
+)
+from .motion import SubjectStyle, expression_track, head_track
+from .placement import PRESETS, Placement, PlacementError, preset
+from .rig import Rig
+from .simulate import simulate_imu
+
+SESSION_MAX_MIN = 5.0
+"""Longest synthetic session, minutes; a subject's minutes are cut into equal sessions."""
+
+MARGIN_S = 0.5
+"""Motion simulated before and after each session and dropped (the physics' one-sided
+differences at the ends, and room for the cubic resampling of the blendshape stream)."""
+
+DEFAULT_GYRO_RANGE_DPS = 1000
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One session to make; everything a worker process needs besides the rig and placement."""
+
+    session_id: str
+    subject_id: str
+    subject_index: int
+    session_index: int
+    duration_s: float
+    seed: int
+    imu_rate_hz: float
+    blendshape_rate_hz: float
+    chip: str
+    accel_range_g: int
+    gyro_range_dps: int
+    mount_jitter_mm: float
+    mount_jitter_deg: float
+
+
+def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
+               placement: str | Path | Placement = "imusic11+head", rig: Rig | None = None,
+               chip: str = "ICM-42688-P", imu_rate_hz: float = 200.0,
+               blendshape_rate_hz: float = 60.0, accel_range_g: int = 8,
+               gyro_range_dps: int | None = None, seed: int = 0,
+               progress: Callable[[int, int], None] | None = None, resume: bool = False,
+               overwrite: bool = False, workers: int = 1, name: str | None = None,
+               mount_jitter_mm: float = 2.0, mount_jitter_deg: float = 3.0,
+               split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+               command: str | None = None) -> DatasetInfo:
+    """Make a synthetic dataset at ``out_dir``.
+
+    Args:
+        out_dir: Dataset directory; absent, empty, or (with ``resume``/``overwrite``) a dataset.
+        subjects: Number of made-up subjects (ids ``s000``, ``s001`` …).
+        minutes: Minutes per subject, cut into sessions of at most :data:`SESSION_MAX_MIN`.
+        placement: A placement preset name (:data:`.placement.PRESETS`), a placement file
+            path, or a :class:`.placement.Placement`.
+        rig: The face rig; None for the built-in one.
+        chip: IMU chip (:data:`.chip_specs.CHIPS`).
+        imu_rate_hz: IMU output rate; motion is generated at this rate.
+        blendshape_rate_hz: Rate of the stored blendshapes and head pose.
+        accel_range_g: Accelerometer full scale, one of the chip's ranges.
+        gyro_range_dps: Gyroscope full scale; None for 1000 °/s, or the chip's next larger
+            range when it has no 1000.
+        seed: Seed of everything random; the same seed gives the same session files.
+        progress: Called as ``progress(done, total)`` after each session is written (sessions
+            kept from an interrupted run count as done). An exception it raises stops the run,
+            leaving a partial dataset that ``resume=True`` completes.
+        resume: Keep the sessions an interrupted run at ``out_dir`` already wrote (it must
+            have been started with the same settings) and make the rest.
+        overwrite: Replace whatever dataset is at ``out_dir`` (wins over ``resume``).
+        workers: Processes simulating sessions in parallel (1: in this process).
+        name: Dataset name; defaults to the folder's name.
+        mount_jitter_mm: RMS distance each sensor is moved from its placement point per
+            session (re-mounting), millimetres.
+        mount_jitter_deg: RMS angle each sensor is turned per session, degrees.
+        split_fractions: Shares of subjects in train, val and test.
+        command: The command line that asked for the dataset, recorded in ``generator``.
+
+    Returns:
+        The complete dataset's info.
+
+    Raises:
+        DatasetError: Bad arguments, or ``out_dir`` holds something that may not be replaced.
+    """
+    out_dir = Path(out_dir)
+    _check_args(subjects, minutes, imu_rate_hz, blendshape_rate_hz, seed, workers,
+                mount_jitter_mm, mount_jitter_deg)
+    if chip not in CHIPS:
+        raise DatasetError(f"unknown IMU chip {chip!r}: use one of {', '.join(CHIPS)}")
+    spec = CHIPS[chip]
+    if accel_range_g not in spec.accel_ranges_g:
+        raise DatasetError(f"{chip} has no ±{accel_range_g} g range: use one of "
+                           f"{', '.join(map(str, spec.accel_ranges_g))}")
+    if gyro_range_dps is None:
+        gyro_range_dps = min((r for r in spec.gyro_ranges_dps if r >= DEFAULT_GYRO_RANGE_DPS),
+                             default=max(spec.gyro_ranges_dps))
+    if gyro_range_dps not in spec.gyro_ranges_dps:
+        raise DatasetError(f"{chip} has no ±{gyro_range_dps} °/s range: use one of "
+                           f"{', '.join(map(str, spec.gyro_ranges_dps))}")
+    if rig is None:
+        from .builtin_rig import builtin_rig
+
+        rig = builtin_rig()
+    place = _resolve_placement(placement, rig)
+
+    sessions_per_subject = max(1, math.ceil(minutes / SESSION_MAX_MIN - 1e-9))
+    duration_s = minutes * 60.0 / sessions_per_subject
+    tasks = [_Task(session_id=f"s{i:03d}_{k:02d}", subject_id=f"s{i:03d}", subject_index=i,
+                   session_index=k, duration_s=duration_s, seed=seed, imu_rate_hz=imu_rate_hz,
+                   blendshape_rate_hz=blendshape_rate_hz, chip=chip,
+                   accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                   mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg)
+             for i in range(subjects) for k in range(sessions_per_subject)]
+
+    generator: dict[str, Any] = {
+        "program": "imucap.datasets.synth", "seed": seed, "subjects": subjects,
+        "minutes_per_subject": minutes, "session_max_minutes": SESSION_MAX_MIN,
+        "rig": rig.name, "mount_jitter_mm": mount_jitter_mm,
+        "mount_jitter_deg": mount_jitter_deg, "margin_s": MARGIN_S,
+        "split_fractions": list(split_fractions), "command": command,
+        "versions": {"imucap": imucap.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+    info = DatasetInfo(format=DATASET_FORMAT, name=name or out_dir.resolve().name,
+                       source="synthetic",
+                       created=new_created(), imu_rate_hz=float(imu_rate_hz),
+                       blendshape_rate_hz=float(blendshape_rate_hz), chip=chip,
+                       accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                       sites=place.sites, placement=place.to_json(), generator=generator)
+    writer = DatasetWriter(out_dir, info=info, overwrite=overwrite, resume=resume)
+    todo = [t for t in tasks if t.session_id not in writer.done_ids]
+    total = len(tasks)
+
+    def finished(entry: SessionInfo) -> None:
+        writer.add_written_session(entry)
+        if progress is not None:
+            progress(len(writer.done_ids), total)
+
+    if workers == 1 or len(todo) <= 1:
+        for task in todo:
+            finished(_make_session(task, rig, place, out_dir))
+    else:
+        _run_pool(todo, rig, place, out_dir, workers, finished)
+    return writer.finish(seed=seed, fractions=split_fractions)
+
+
+def _check_args(subjects: Any, minutes: Any, imu_rate_hz: Any, blendshape_rate_hz: Any,
+                seed: Any, workers: Any, jitter_mm: Any, jitter_deg: Any) -> None:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                and math.isfinite(v))
+
+    if not is_int(subjects) or subjects < 1:
+        raise DatasetError(f"subjects must be a whole number of at least 1, got {subjects!r}")
+    if not is_num(minutes) or minutes <= 0:
+        raise DatasetError(f"minutes must be a positive number, got {minutes!r}")
+    if minutes * 60.0 < 1.0:
+        raise DatasetError(f"minutes={minutes} is under one second per subject: ask for more")
+    for label, rate in (("imu_rate_hz", imu_rate_hz), ("blendshape_rate_hz", blendshape_rate_hz)):
+        if not is_num(rate) or rate <= 0:
+            raise DatasetError(f"{label} must be a positive number, got {rate!r}")
+    if not is_num(imu_rate_hz) or imu_rate_hz < 20:
+        raise DatasetError(f"imu_rate_hz must be at least 20, got {imu_rate_hz!r}")
+    if not is_int(seed) or seed < 0:
+        raise DatasetError(f"seed must be a whole number ≥ 0, got {seed!r}")
+    if not is_int(workers) or workers < 1:
+        raise DatasetError(f"workers must be a whole number of at least 1, got {workers!r}")
+    for label, value in (("mount_jitter_mm", jitter_mm), ("mount_jitter_deg", jitter_deg)):
+        if not is_num(value) or value < 0:
+            raise DatasetError(f"{label} must be a number ≥ 0, got {value!r}")
+
+
+def _resolve_placement(placement: str | Path | Placement, rig: Rig) -> Placement:
+    try:
+        if isinstance(placement, Placement):
+            place = placement
+        elif isinstance(placement, (str, Path)) and str(placement) in PRESETS:
+            place = preset(str(placement), rig)
+        elif isinstance(placement, (str, Path)) and Path(placement).suffix == ".json":
+            place = Placement.load(placement)
+        else:
+            raise DatasetError(f"unknown placement {str(placement)!r}: use a preset "
+                               f"({', '.join(PRESETS)}) or a placement .json file")
+        place.attach(rig)  # refuse a placement that does not sit on this rig, before any work
+    except PlacementError as exc:
+        raise DatasetError(str(exc)) from None
+    return place
+
+
+# --------------------------------------------------------------------------------------------
+# One session
+
+
+def _rng(task: _Task, stream: int, *more: int) -> np.random.Generator:
+    """A generator that depends only on the seed, the stream tag and the indices."""
+    return np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(stream, *more)))
+
+
+def _jittered(place: Placement, rng: np.random.Generator, jitter_mm: float, jitter_deg: float
+              ) -> Placement:
+    """The placement with each site moved and turned a little (a fresh mounting)."""
+    n = len(place.sites)
+    # Per-axis sigma so that the RMS of the 3D offset and of the rotation angle are as asked.
+    move = rng.normal(0.0, jitter_mm * 1e-3 / math.sqrt(3.0), (n, 3))
+    turn = rng.normal(0.0, math.radians(jitter_deg) / math.sqrt(3.0), (n, 3))
+    rot = matrix_to_rotvec(rotvec_to_matrix(np.asarray(place.mount_rotvecs, float))
+                           @ rotvec_to_matrix(turn))
+    return Placement(place.name, place.sites, np.asarray(place.points, float) + move, rot)
+
+
+def _cubic_at(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Catmull-Rom interpolation of uniformly sampled rows ``values`` at fractional sample
+    positions ``pos`` (as :func:`.simulate.resample_cubic`, at arbitrary times)."""
+    n = values.shape[0]
+    i = np.clip(np.floor(pos).astype(int), 0, n - 2)
+    u = (pos - i).reshape(-1, *([1] * (values.ndim - 1)))
+    p0 = values[np.clip(i - 1, 0, n - 1)]
+    p1, p2 = values[i], values[i + 1]
+    p3 = values[np.clip(i + 2, 0, n - 1)]
+    return 0.5 * ((2 * p1) + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2
+                  + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3)
+
+
+def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRecord:
+    """Simulate one session's arrays (see the module doc)."""
+    style = SubjectStyle.random(_rng(task, 1, task.subject_index))
+    rng = _rng(task, 2, task.subject_index, task.session_index)
+    rate = task.imu_rate_hz
+    sites = _jittered(placement, rng, task.mount_jitter_mm, task.mount_jitter_deg).attach(
+        rig, max_distance_m=0.01 + 4e-3 * task.mount_jitter_mm)
+    margin = int(round(MARGIN_S * rate))
+    n = int(round(task.duration_s * rate))
+    total_s = (n + 2 * margin) / rate
+    weights = expression_track(total_s, rate, style, rng)
+    head_rotvec, head_pos = head_track(total_s, rate, style, rng)
+    sim = simulate_imu(rig, sites, weights, head_rotvec, head_pos, rate_hz=rate, chip=task.chip,
+                       accel_range_g=task.accel_range_g, gyro_range_dps=task.gyro_range_dps,
+                       rng=rng)
+    imu_time_s = np.arange(n) / rate
+    # The camera's clock ticks on its own: its first frame falls somewhere in the first period.
+    bs_rate = task.blendshape_rate_hz
+    offset = float(rng.uniform(0.0, 1.0 / bs_rate))
+    m = int(math.floor((imu_time_s[-1] - offset) * bs_rate + 1e-9)) + 1
+    bs_time_s = offset + np.arange(m) / bs_rate
+    pos = (bs_time_s + MARGIN_S) * rate
+    return SessionRecord(
+        imu_time_s=imu_time_s,
+        accel=np.ascontiguousarray(sim.accel_counts[margin:margin + n]),
+        gyro=np.ascontiguousarray(sim.gyro_counts[margin:margin + n]),
+        blendshape_time_s=bs_time_s,
+        blendshapes=np.clip(_cubic_at(weights, pos), 0.0, 1.0).astype(np.float32),
+        head_rotvec=_cubic_at(head_rotvec, pos).astype(np.float32),
+        head_pos=_cubic_at(head_pos, pos).astype(np.float32),
+    )
+
+
+def _make_session(task: _Task, rig: Rig, placement: Placement, out_dir: Path) -> SessionInfo:
+    record = _simulate_session(task, rig, placement)
+    save_session(out_dir / "sessions" / f"{task.session_id}.npz", record,
+                 n_sites=len(placement.sites))
+    return session_info_for(task.session_id, task.subject_id, record)
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(rig: Rig, placement: Placement) -> None:
+    _WORKER["rig"], _WORKER["placement"] = rig, placement
+
+
+def _worker_session(task: _Task, out_dir: Path) -> SessionInfo:
+    return _make_session(task, _WORKER["rig"], _WORKER["placement"], out_dir)
+
+
+def _run_pool(todo: list[_Task], rig: Rig, placement: Placement, out_dir: Path, workers: int,
+              finished: Callable[[SessionInfo], None]) -> None:
+    """Simulate ``todo`` in worker processes; each writes its own file, this process lists it.
+
+    At most two tasks per worker are in flight, so stopping (a progress callback raising, or
+    Ctrl-C) waits only for sessions already being simulated.
+    """
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
+                               initargs=(rig, placement))
+    pending: set[Future[SessionInfo]] = set()
+    queue = list(reversed(todo))
+    try:
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                pending.add(pool.submit(_worker_session, queue.pop(), out_dir))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: f.result().id):
+                finished(future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
