@@ -167,8 +167,8 @@ def site_poses(rig: Rig, sites: SiteAttachment, weights: np.ndarray
     w = np.asarray(weights, dtype=np.float64)
     idx = rig.faces[sites.triangles]  # (S, 3) vertex indices
     rest = rig.neutral[idx].astype(np.float64)  # (S, 3, 3)
-    deltas = rig.deltas[:, idx].astype(np.float64)  # (52, S, 3, 3)
-    corners = rest + np.einsum("tk,ksij->tsij", w, deltas)  # (T, S, 3, 3)
+    deltas = rig.deltas[:, idx].astype(np.float64).reshape(w.shape[1], -1)  # (52, S*9)
+    corners = rest + (w @ deltas).reshape(len(w), *rest.shape)  # (T, S, 3, 3), one product
     pos = np.einsum("sk,tskj->tsj", sites.bary, corners)
     rot = _skin_rotation(rest, corners)  # (T, S, 3, 3)
     return pos, rot @ sites.head_from_sensor

@@ -93,38 +93,50 @@ def _poisson_times(rng: np.random.Generator, rate_per_s: float, duration_s: floa
     return np.array(times)
 
 
+def _span(n: int, rate_hz: float, start_s: float, length_s: float) -> slice:
+    """The samples an event starting at ``start_s`` and lasting ``length_s`` can touch."""
+    return slice(max(0, int(np.floor(start_s * rate_hz))),
+                 min(n, int(np.ceil((start_s + length_s) * rate_hz)) + 1))
+
+
 def expression_track(duration_s: float, rate_hz: float, style: SubjectStyle,
                      rng: np.random.Generator) -> np.ndarray:
-    """Blendshape weights ``(T, 52)`` in [0, 1] sampled at ``rate_hz`` for ``duration_s``."""
-    t = np.arange(int(round(duration_s * rate_hz))) / rate_hz
-    w = np.zeros((len(t), NUM_BLENDSHAPES))
+    """Blendshape weights ``(T, 52)`` in [0, 1] sampled at ``rate_hz`` for ``duration_s``.
 
-    def add(pattern: dict[str, float], env: np.ndarray, intensity: float,
-            one_side: str | None = None) -> None:
+    Each event is evaluated only over the samples it spans, so the cost grows with the
+    duration, not its square.
+    """
+    n = int(round(duration_s * rate_hz))
+    t = np.arange(n) / rate_hz
+    w = np.zeros((n, NUM_BLENDSHAPES))
+
+    def add(pattern: dict[str, float], start: float, attack: float, hold: float,
+            release: float, intensity: float, one_side: str | None = None) -> None:
         tilt = rng.normal(0.0, style.asymmetry)
         left, right = 1.0 + tilt, 1.0 - tilt
         if one_side == "left":
             right = 0.0
         elif one_side == "right":
             left = 0.0
+        rows = _span(n, rate_hz, start, attack + hold + release)
+        env = pulse(t[rows], start, attack, hold, release)
         for idx, weight in _sides(pattern, left, right):
-            w[:, idx] += intensity * weight * env
+            w[rows, idx] += intensity * weight * env
 
     # Blinks: closing takes about 75-100 ms, opening about twice that (a real blink's shape);
     # intervals are irregular with a short refractory gap.
     for start in _poisson_times(rng, style.blink_rate_per_min / 60.0, duration_s, 0.8):
         close = rng.uniform(0.07, 0.1)
-        add(EVENTS["blink"], pulse(t, start, close, rng.uniform(0.0, 0.05), close * 2.0),
-            1.0)
+        add(EVENTS["blink"], start, close, rng.uniform(0.0, 0.05), close * 2.0, 1.0)
 
     # Expression events.
     for kind, per_min in EVENT_RATES_PER_MIN.items():
         for start in _poisson_times(rng, per_min * style.expressiveness / 60.0, duration_s):
-            env = pulse(t, start, rng.uniform(0.2, 0.6), rng.uniform(0.3, 2.5),
-                        rng.uniform(0.3, 0.9))
+            attack, hold = rng.uniform(0.2, 0.6), rng.uniform(0.3, 2.5)
+            release = rng.uniform(0.3, 0.9)
             intensity = float(np.clip(rng.normal(0.7, 0.2) * style.expressiveness, 0.15, 1.0))
             side = rng.choice(["left", "right"]) if kind == "smirk" else None
-            add(EVENTS[kind], env, intensity, side)
+            add(EVENTS[kind], start, attack, hold, release, intensity, side)
 
     # Speech: utterances of syllables at 4-6 per second.
     talk_rate = style.talk_fraction / 3.0  # utterances last about 3 s on average
@@ -134,8 +146,7 @@ def expression_track(duration_s: float, rate_hz: float, style: SubjectStyle,
         s = start
         while s < min(start + length, duration_s):
             vowel = SYLLABLES[rng.choice(list(SYLLABLES))]
-            add(vowel, pulse(t, s, syllable_s * 0.4, 0.0, syllable_s * 0.6),
-                float(rng.uniform(0.5, 1.0)))
+            add(vowel, s, syllable_s * 0.4, 0.0, syllable_s * 0.6, float(rng.uniform(0.5, 1.0)))
             s += syllable_s
 
     # Gaze: saccades (about 40 ms) between fixations of 0.3-3 s.
@@ -143,19 +154,20 @@ def expression_track(duration_s: float, rate_hz: float, style: SubjectStyle,
     target = np.zeros(2)  # horizontal (+ toward the face's left), vertical (+ up)
     while s < duration_s:
         new = rng.normal(0.0, [0.35, 0.25])
-        ramp = min_jerk((t - s) / 0.04)[:, None]
-        gaze = target + (new - target) * ramp
-        later = t >= s
-        _set_gaze(w, gaze, later)
+        hold = rng.uniform(0.3, 3.0)
+        rows = slice(int(np.ceil(s * rate_hz)), min(n, int(np.ceil((s + hold) * rate_hz))))
+        ramp = min_jerk((t[rows] - s) / 0.04)[:, None]
+        _set_gaze(w, target + (new - target) * ramp, rows)
         target = new
-        s += rng.uniform(0.3, 3.0)
+        s += hold
 
     return np.clip(w, 0.0, 1.0)
 
 
-def _set_gaze(w: np.ndarray, gaze: np.ndarray, rows: np.ndarray) -> None:
-    """Write eyeLook weights for gaze angles (horizontal toward the face's left, vertical up)."""
-    h, v = gaze[rows, 0], gaze[rows, 1]
+def _set_gaze(w: np.ndarray, gaze: np.ndarray, rows: slice) -> None:
+    """Write eyeLook weights for gaze angles ``(len(rows), 2)`` (horizontal toward the face's
+    left, vertical up) into the given rows."""
+    h, v = gaze[:, 0], gaze[:, 1]
     left_eye_out = np.clip(h, 0, None)  # looking to the face's left: left eye out, right eye in
     left_eye_in = np.clip(-h, 0, None)
     w[rows, _EYE_LOOK["Out"][0]] = left_eye_out
@@ -185,20 +197,26 @@ def head_track(duration_s: float, rate_hz: float, style: SubjectStyle,
             rot[:, axis] += np.deg2rad(amp_deg * a / 3) * np.sin(
                 2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
     # Nods (pitch down and back up) and shakes (yaw oscillation).
+    n = len(t)
     for start in _poisson_times(rng, 3.0 * a / 60.0, duration_s):
         cycles, freq = rng.integers(1, 4), rng.uniform(1.5, 3.0)
-        env = pulse(t, start, 0.15, cycles / freq, 0.15)
-        rot[:, 0] += np.deg2rad(rng.uniform(5, 15) * a) * env * \
-            np.sin(2 * np.pi * freq * (t - start)) ** 2
+        rows = _span(n, rate_hz, start, 0.3 + cycles / freq)
+        env = pulse(t[rows], start, 0.15, cycles / freq, 0.15)
+        rot[rows, 0] += np.deg2rad(rng.uniform(5, 15) * a) * env * \
+            np.sin(2 * np.pi * freq * (t[rows] - start)) ** 2
     for start in _poisson_times(rng, 1.5 * a / 60.0, duration_s):
         cycles, freq = rng.integers(2, 5), rng.uniform(2.0, 3.5)
-        env = pulse(t, start, 0.15, cycles / freq, 0.15)
-        rot[:, 1] += np.deg2rad(rng.uniform(8, 20) * a) * env * \
-            np.sin(2 * np.pi * freq * (t - start))
+        rows = _span(n, rate_hz, start, 0.3 + cycles / freq)
+        env = pulse(t[rows], start, 0.15, cycles / freq, 0.15)
+        rot[rows, 1] += np.deg2rad(rng.uniform(8, 20) * a) * env * \
+            np.sin(2 * np.pi * freq * (t[rows] - start))
     # Turns: look aside for a while and come back.
     for start in _poisson_times(rng, 2.0 * a / 60.0, duration_s):
-        rot[:, 1] += np.deg2rad(rng.uniform(-40, 40) * a) * pulse(
-            t, start, rng.uniform(0.3, 0.8), rng.uniform(0.5, 4.0), rng.uniform(0.3, 0.8))
+        amp = np.deg2rad(rng.uniform(-40, 40) * a)
+        attack, hold, release = rng.uniform(0.3, 0.8), rng.uniform(0.5, 4.0), \
+            rng.uniform(0.3, 0.8)
+        rows = _span(n, rate_hz, start, attack + hold + release)
+        rot[rows, 1] += amp * pulse(t[rows], start, attack, hold, release)
     # Small translations of the head with the body; a walking bounce when walking.
     for axis in range(3):
         pos[:, axis] += 0.01 * a * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t

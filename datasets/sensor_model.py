@@ -12,8 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imucap.errors import ImucapError
+
 from .chip_specs import CHIPS, ChipSpec
 from .imu_sim import GRAVITY_MPS2, rotvec_to_matrix
+
+DEFAULT_ACCEL_RANGE_G = 8
+DEFAULT_GYRO_RANGE_DPS = 1000
+"""Preferred full scales: face motion stays well inside them with fine resolution."""
+
+
+class SensorConfigError(ImucapError, ValueError):
+    """An unknown chip, or a full scale the chip does not have."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,11 +54,33 @@ def chip_spec(name: str) -> ChipSpec:
     """The spec of a chip by name.
 
     Raises:
-        ValueError: Unknown chip (the message lists the known ones).
+        SensorConfigError: Unknown chip (the message lists the known ones).
     """
     if name not in CHIPS:
-        raise ValueError(f"unknown IMU chip {name!r}: use one of {', '.join(CHIPS)}")
+        raise SensorConfigError(f"unknown IMU chip {name!r}: use one of {', '.join(CHIPS)}")
     return CHIPS[name]
+
+
+def resolve_ranges(spec: ChipSpec, accel_range_g: int | None = None,
+                   gyro_range_dps: int | None = None) -> tuple[int, int]:
+    """Full scales to use: the given ones if the chip has them, else the chip's defaults.
+
+    A None range picks the preferred one (±8 g, ±1000 °/s) or, where the chip lacks it, its
+    next larger range (the QMI8658 has ±1024 °/s).
+
+    Raises:
+        SensorConfigError: A given range does not exist on the chip.
+    """
+    def pick(given: int | None, have: tuple[int, ...], preferred: int, unit: str) -> int:
+        if given is None:
+            return min((r for r in have if r >= preferred), default=max(have))
+        if given not in have:
+            raise SensorConfigError(f"{spec.name} has no ±{given} {unit} range: use one of "
+                                    f"{', '.join(map(str, have))}")
+        return given
+
+    return (pick(accel_range_g, spec.accel_ranges_g, DEFAULT_ACCEL_RANGE_G, "g"),
+            pick(gyro_range_dps, spec.gyro_ranges_dps, DEFAULT_GYRO_RANGE_DPS, "°/s"))
 
 
 def draw_errors(spec: ChipSpec, n_sensors: int, rng: np.random.Generator) -> SensorErrors:
@@ -94,6 +126,7 @@ def apply_sensor_model(accel: np.ndarray, gyro: np.ndarray, *, spec: ChipSpec, r
         ``(accel_counts, gyro_counts, errors)``; counts are int16 ``(T, S, 3)``.
     """
     t, s, _ = accel.shape
+    resolve_ranges(spec, accel_range_g, gyro_range_dps)  # refuse ranges the chip lacks
     if errors is None:
         errors = draw_errors(spec, s, rng)
     a = np.einsum("sij,tsj->tsi", errors.accel_gain, accel) + errors.accel_bias

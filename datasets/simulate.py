@@ -15,7 +15,7 @@ import numpy as np
 
 from .imu_sim import SiteAttachment, ideal_imu, rotvec_to_matrix, site_poses
 from .rig import Rig
-from .sensor_model import SensorErrors, apply_sensor_model, chip_spec
+from .sensor_model import SensorErrors, apply_sensor_model, chip_spec, resolve_ranges
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,13 +37,12 @@ class SimulatedImu:
     errors: SensorErrors
 
 
-def resample_cubic(values: np.ndarray, src_hz: float, dst_hz: float) -> np.ndarray:
-    """Resample ``(T, ...)`` uniformly sampled values to another rate (Catmull-Rom spline)."""
+def cubic_at(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Catmull-Rom interpolation of uniformly sampled rows ``values`` ``(T, ...)`` at
+    fractional sample positions ``pos`` (0 is the first row)."""
     n = values.shape[0]
-    duration = (n - 1) / src_hz
-    t = np.arange(int(np.floor(duration * dst_hz)) + 1) / dst_hz * src_hz
-    i = np.clip(np.floor(t).astype(int), 0, n - 2)
-    u = (t - i).reshape(-1, *([1] * (values.ndim - 1)))
+    i = np.clip(np.floor(pos).astype(int), 0, n - 2)
+    u = (pos - i).reshape(-1, *([1] * (values.ndim - 1)))
     p0 = values[np.clip(i - 1, 0, n - 1)]
     p1, p2 = values[i], values[i + 1]
     p3 = values[np.clip(i + 2, 0, n - 1)]
@@ -51,9 +50,16 @@ def resample_cubic(values: np.ndarray, src_hz: float, dst_hz: float) -> np.ndarr
                   + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3)
 
 
+def resample_cubic(values: np.ndarray, src_hz: float, dst_hz: float) -> np.ndarray:
+    """Resample ``(T, ...)`` uniformly sampled values to another rate (Catmull-Rom spline)."""
+    duration = (values.shape[0] - 1) / src_hz
+    pos = np.arange(int(np.floor(duration * dst_hz)) + 1) / dst_hz * src_hz
+    return cubic_at(values, pos)
+
+
 def simulate_imu(rig: Rig, sites: SiteAttachment, weights: np.ndarray, head_rotvec: np.ndarray,
                  head_pos: np.ndarray, *, rate_hz: float, chip: str = "ICM-42688-P",
-                 accel_range_g: int = 8, gyro_range_dps: int = 1000,
+                 accel_range_g: int | None = None, gyro_range_dps: int | None = None,
                  rng: np.random.Generator, errors: SensorErrors | None = None,
                  noise: bool = True) -> SimulatedImu:
     """Simulate an array for motion sampled at the device rate.
@@ -66,16 +72,18 @@ def simulate_imu(rig: Rig, sites: SiteAttachment, weights: np.ndarray, head_rotv
         head_pos: Head positions in the world ``(T, 3)`` metres at ``rate_hz``.
         rate_hz: The device's output rate.
         chip: Chip name (see :data:`.chip_specs.CHIPS`).
-        accel_range_g: Accelerometer full scale.
-        gyro_range_dps: Gyroscope full scale.
+        accel_range_g: Accelerometer full scale; None for the chip's preferred one.
+        gyro_range_dps: Gyroscope full scale; None for the chip's preferred one.
         rng: Random generator for the chip errors.
         errors: Session errors to reuse; drawn when None.
         noise: Add white noise and bias walk.
     """
+    spec = chip_spec(chip)
+    accel_range_g, gyro_range_dps = resolve_ranges(spec, accel_range_g, gyro_range_dps)
     pos, rot = site_poses(rig, sites, weights)
     accel, gyro = ideal_imu(np.asarray(head_pos, float), rotvec_to_matrix(head_rotvec), pos, rot,
                             1.0 / rate_hz)
-    a, g, errors = apply_sensor_model(accel, gyro, spec=chip_spec(chip), rate_hz=rate_hz,
+    a, g, errors = apply_sensor_model(accel, gyro, spec=spec, rate_hz=rate_hz,
                                       accel_range_g=accel_range_g,
                                       gyro_range_dps=gyro_range_dps, rng=rng, errors=errors,
                                       noise=noise)

@@ -27,7 +27,6 @@ import numpy as np
 import imucap
 from imucap.rotations import matrix_to_rotvec, rotvec_to_matrix
 
-from .chip_specs import CHIPS
 from .dataset import (
     DATASET_FORMAT,
     DatasetError,
@@ -42,7 +41,8 @@ from .dataset import (
 from .motion import SubjectStyle, expression_track, head_track
 from .placement import PRESETS, Placement, PlacementError, preset
 from .rig import Rig
-from .simulate import simulate_imu
+from .sensor_model import SensorConfigError, chip_spec, resolve_ranges
+from .simulate import cubic_at, simulate_imu
 
 SESSION_MAX_MIN = 5.0
 """Longest synthetic session, minutes; a subject's minutes are cut into equal sessions."""
@@ -51,7 +51,6 @@ MARGIN_S = 0.5
 """Motion simulated before and after each session and dropped (the physics' one-sided
 differences at the ends, and room for the cubic resampling of the blendshape stream)."""
 
-DEFAULT_GYRO_RANGE_DPS = 1000
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,11 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
     out_dir = Path(out_dir)
     _check_args(subjects, minutes, imu_rate_hz, blendshape_rate_hz, seed, workers,
                 mount_jitter_mm, mount_jitter_deg)
-    if chip not in CHIPS:
-        raise DatasetError(f"unknown IMU chip {chip!r}: use one of {', '.join(CHIPS)}")
-    spec = CHIPS[chip]
-    if accel_range_g not in spec.accel_ranges_g:
-        raise DatasetError(f"{chip} has no ±{accel_range_g} g range: use one of "
-                           f"{', '.join(map(str, spec.accel_ranges_g))}")
-    if gyro_range_dps is None:
-        gyro_range_dps = min((r for r in spec.gyro_ranges_dps if r >= DEFAULT_GYRO_RANGE_DPS),
-                             default=max(spec.gyro_ranges_dps))
-    if gyro_range_dps not in spec.gyro_ranges_dps:
-        raise DatasetError(f"{chip} has no ±{gyro_range_dps} °/s range: use one of "
-                           f"{', '.join(map(str, spec.gyro_ranges_dps))}")
+    try:
+        spec = chip_spec(chip)
+        accel_range_g, gyro_range_dps = resolve_ranges(spec, accel_range_g, gyro_range_dps)
+    except SensorConfigError as exc:
+        raise DatasetError(str(exc)) from None
     if rig is None:
         from .builtin_rig import builtin_rig
 
@@ -248,19 +240,6 @@ def _jittered(place: Placement, rng: np.random.Generator, jitter_mm: float, jitt
     return Placement(place.name, place.sites, np.asarray(place.points, float) + move, rot)
 
 
-def _cubic_at(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Catmull-Rom interpolation of uniformly sampled rows ``values`` at fractional sample
-    positions ``pos`` (as :func:`.simulate.resample_cubic`, at arbitrary times)."""
-    n = values.shape[0]
-    i = np.clip(np.floor(pos).astype(int), 0, n - 2)
-    u = (pos - i).reshape(-1, *([1] * (values.ndim - 1)))
-    p0 = values[np.clip(i - 1, 0, n - 1)]
-    p1, p2 = values[i], values[i + 1]
-    p3 = values[np.clip(i + 2, 0, n - 1)]
-    return 0.5 * ((2 * p1) + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2
-                  + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3)
-
-
 def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRecord:
     """Simulate one session's arrays (see the module doc)."""
     style = SubjectStyle.random(_rng(task, 1, task.subject_index))
@@ -288,9 +267,9 @@ def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRec
         accel=np.ascontiguousarray(sim.accel_counts[margin:margin + n]),
         gyro=np.ascontiguousarray(sim.gyro_counts[margin:margin + n]),
         blendshape_time_s=bs_time_s,
-        blendshapes=np.clip(_cubic_at(weights, pos), 0.0, 1.0).astype(np.float32),
-        head_rotvec=_cubic_at(head_rotvec, pos).astype(np.float32),
-        head_pos=_cubic_at(head_pos, pos).astype(np.float32),
+        blendshapes=np.clip(cubic_at(weights, pos), 0.0, 1.0).astype(np.float32),
+        head_rotvec=cubic_at(head_rotvec, pos).astype(np.float32),
+        head_pos=cubic_at(head_pos, pos).astype(np.float32),
     )
 
 

@@ -26,9 +26,10 @@ def test_white_noise_matches_the_datasheet_density(chip):
     spec = chip_spec(chip)
     rate = 200.0
     accel, gyro = still()
+    g_range = min(r for r in spec.gyro_ranges_dps if r >= 125)  # fine resolution
     a, g, _ = apply_sensor_model(accel, gyro, spec=spec, rate_hz=rate, accel_range_g=2,
-                                 gyro_range_dps=125, rng=np.random.default_rng(1))
-    a_lsb, g_lsb = lsb_si(2, 125)
+                                 gyro_range_dps=g_range, rng=np.random.default_rng(1))
+    a_lsb, g_lsb = lsb_si(2, g_range)
     # First differences cancel bias and slow walk; white noise doubles in variance.
     a_sigma = np.std(np.diff(a.astype(float) * a_lsb, axis=0)) / np.sqrt(2)
     g_sigma = np.std(np.diff(g.astype(float) * g_lsb, axis=0)) / np.sqrt(2)
@@ -66,8 +67,8 @@ def test_turn_on_bias_is_constant_in_a_session_and_differs_between_sessions():
     runs = []
     for seed in (1, 2):
         a, g, err = apply_sensor_model(accel, gyro, spec=spec, rate_hz=100, accel_range_g=2,
-                                       gyro_range_dps=125, rng=np.random.default_rng(seed))
-        g_lsb = lsb_si(2, 125)[1]
+                                       gyro_range_dps=128, rng=np.random.default_rng(seed))
+        g_lsb = lsb_si(2, 128)[1]
         measured = g.astype(float).mean(axis=0) * g_lsb
         # Mean reading = gain·0 + bias (+ a little walk): the drawn bias shows through.
         assert np.allclose(measured, err.gyro_bias, atol=np.deg2rad(0.05))
@@ -86,3 +87,12 @@ def test_same_seed_same_session():
 def test_unknown_chip_names_the_known_ones():
     with pytest.raises(ValueError, match="ICM-42688-P, BMI270, QMI8658"):
         chip_spec("MPU-6050")
+
+
+def test_ranges_the_chip_lacks_are_refused_and_defaults_fit_the_chip():
+    from imucap.datasets.sensor_model import SensorConfigError, resolve_ranges
+
+    with pytest.raises(SensorConfigError, match="QMI8658 has no ±1000 °/s range"):
+        resolve_ranges(chip_spec("QMI8658"), 8, 1000)
+    assert resolve_ranges(chip_spec("QMI8658")) == (8, 1024)
+    assert resolve_ranges(chip_spec("ICM-42688-P")) == (8, 1000)
