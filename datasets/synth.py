@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,10 @@ class _Task:
     gyro_range_dps: int
     mount_jitter_mm: float
     mount_jitter_deg: float
+    take: str | None = None  # a blendshape take to replay instead of made-up motion
 
 
-def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
+def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
                placement: str | Path | Placement = "imusic11+head", rig: Rig | None = None,
                chip: str = "ICM-42688-P", imu_rate_hz: float = 200.0,
                blendshape_rate_hz: float = 60.0, accel_range_g: int = 8,
@@ -81,8 +83,9 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
                overwrite: bool = False, workers: int = 1, name: str | None = None,
                mount_jitter_mm: float = 2.0, mount_jitter_deg: float = 3.0,
                split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-               command: str | None = None) -> DatasetInfo:
-    """Make a synthetic dataset at ``out_dir``.
+               command: str | None = None,
+               takes: Sequence[str | Path] | None = None) -> DatasetInfo:
+    """Make a synthetic dataset at ``out_dir``, from made-up motion or from real takes.
 
     Args:
         out_dir: Dataset directory; absent, empty, or (with ``resume``/``overwrite``) a dataset.
@@ -111,6 +114,12 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
         mount_jitter_deg: RMS angle each sensor is turned per session, degrees.
         split_fractions: Shares of subjects in train, val and test.
         command: The command line that asked for the dataset, recorded in ``generator``.
+        takes: Real blendshape takes (Live Link Face CSV, blendshape CSV, BEAT-style JSON) to
+            simulate IMUs from, one session each, instead of made-up subjects (``subjects``
+            and ``minutes`` are then ignored). A take's subject is its folder's name when
+            the takes come from several folders, else the file's stem. The take's own frames
+            are stored as the truth; head rotation comes from its head yaw, pitch and roll
+            where it has them (radians, ARKit's yaw about +y, pitch about +x, roll about +z).
 
     Returns:
         The complete dataset's info.
@@ -119,6 +128,12 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
         DatasetError: Bad arguments, or ``out_dir`` holds something that may not be replaced.
     """
     out_dir = Path(out_dir)
+    if takes:
+        take_paths = [Path(p) for p in takes]
+        for p in take_paths:
+            if not p.is_file():
+                raise DatasetError(f"take {p} does not exist")
+        subjects, minutes = 1, 1.0  # placeholders that pass the checks; the takes decide
     _check_args(subjects, minutes, imu_rate_hz, blendshape_rate_hz, seed, workers,
                 mount_jitter_mm, mount_jitter_deg)
     try:
@@ -132,6 +147,21 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
         rig = builtin_rig()
     place = _resolve_placement(placement, rig)
 
+    if takes:
+        tasks = _take_tasks(take_paths, seed=seed, imu_rate_hz=imu_rate_hz,
+                            blendshape_rate_hz=blendshape_rate_hz, chip=chip,
+                            accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                            mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg)
+        return _write(out_dir, tasks, rig, place, name=name, seed=seed, chip=chip,
+                      imu_rate_hz=imu_rate_hz, blendshape_rate_hz=blendshape_rate_hz,
+                      accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                      generator={"program": "imucap.datasets.synth", "seed": seed,
+                                 "takes": [str(p) for p in take_paths], "rig": rig.name,
+                                 "mount_jitter_mm": mount_jitter_mm,
+                                 "mount_jitter_deg": mount_jitter_deg,
+                                 "split_fractions": list(split_fractions), "command": command},
+                      split_fractions=split_fractions, progress=progress, resume=resume,
+                      overwrite=overwrite, workers=workers, source="synthetic")
     sessions_per_subject = max(1, math.ceil(minutes / SESSION_MAX_MIN - 1e-9))
     duration_s = minutes * 60.0 / sessions_per_subject
     tasks = [_Task(session_id=f"s{i:03d}_{k:02d}", subject_id=f"s{i:03d}", subject_index=i,
@@ -147,12 +177,26 @@ def synthesize(out_dir: str | Path, *, subjects: int, minutes: float,
         "rig": rig.name, "mount_jitter_mm": mount_jitter_mm,
         "mount_jitter_deg": mount_jitter_deg, "margin_s": MARGIN_S,
         "split_fractions": list(split_fractions), "command": command,
-        "versions": {"imucap": imucap.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
     }
+    return _write(out_dir, tasks, rig, place, name=name, seed=seed, chip=chip,
+                  imu_rate_hz=imu_rate_hz, blendshape_rate_hz=blendshape_rate_hz,
+                  accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
+                  generator=generator, split_fractions=split_fractions, progress=progress,
+                  resume=resume, overwrite=overwrite, workers=workers, source="synthetic")
+
+
+def _write(out_dir: Path, tasks: list[_Task], rig: Rig, place: Placement, *, name: str | None,
+           seed: int, chip: str, imu_rate_hz: float, blendshape_rate_hz: float,
+           accel_range_g: int, gyro_range_dps: int, generator: dict[str, Any],
+           split_fractions: tuple[float, float, float],
+           progress: Callable[[int, int], None] | None, resume: bool, overwrite: bool,
+           workers: int, source: str) -> DatasetInfo:
+    """Simulate ``tasks`` (in worker processes if asked) and write the dataset."""
+    generator = {**generator, "versions": {"imucap": imucap.__version__,
+                                           "numpy": np.__version__,
+                                           "python": platform.python_version()}}
     info = DatasetInfo(format=DATASET_FORMAT, name=name or out_dir.resolve().name,
-                       source="synthetic",
-                       created=new_created(), imu_rate_hz=float(imu_rate_hz),
+                       source=source, created=new_created(), imu_rate_hz=float(imu_rate_hz),
                        blendshape_rate_hz=float(blendshape_rate_hz), chip=chip,
                        accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
                        sites=place.sites, placement=place.to_json(), generator=generator)
@@ -240,8 +284,77 @@ def _jittered(place: Placement, rng: np.random.Generator, jitter_mm: float, jitt
     return Placement(place.name, place.sites, np.asarray(place.points, float) + move, rot)
 
 
+def _take_tasks(paths: list[Path], **common: Any) -> list[_Task]:
+    """One task per take; subjects by folder when the takes span folders, else by file."""
+    by_folder = len({p.resolve().parent for p in paths}) > 1
+    subjects = sorted({(p.resolve().parent.name if by_folder else p.stem) for p in paths})
+    tasks, seen = [], set()
+    for k, p in enumerate(paths):
+        subject = p.resolve().parent.name if by_folder else p.stem
+        session_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{subject}_{p.stem}")[:60]
+        if session_id in seen:
+            session_id = f"{session_id}_{k}"
+        seen.add(session_id)
+        tasks.append(_Task(session_id=session_id, subject_id=subject,
+                           subject_index=subjects.index(subject), session_index=k,
+                           duration_s=0.0, take=str(p), **common))
+    return tasks
+
+
+def _ypr_to_rotvec(ypr: np.ndarray) -> np.ndarray:
+    """Rotation vectors of head yaw (about +y), pitch (about +x) and roll (about +z)."""
+    yaw = rotvec_to_matrix(ypr[:, 0:1] * np.array([0.0, 1.0, 0.0]))
+    pitch = rotvec_to_matrix(ypr[:, 1:2] * np.array([1.0, 0.0, 0.0]))
+    roll = rotvec_to_matrix(ypr[:, 2:3] * np.array([0.0, 0.0, 1.0]))
+    return matrix_to_rotvec(yaw @ pitch @ roll)
+
+
+def _simulate_take(task: _Task, rig: Rig, placement: Placement) -> SessionRecord:
+    """Simulate the IMUs of a real take; its own frames are the stored truth."""
+    from .takes import TakeError, read_take
+
+    try:
+        take = read_take(task.take)
+    except TakeError as exc:
+        raise DatasetError(str(exc)) from None
+    if len(take.time_s) < 4 or not np.all(np.diff(take.time_s) > 0):
+        raise DatasetError(f"take {task.take} needs at least 4 frames with rising times")
+    rng = _rng(task, 2, task.subject_index, task.session_index)
+    rate = task.imu_rate_hz
+    sites = _jittered(placement, rng, task.mount_jitter_mm, task.mount_jitter_deg).attach(
+        rig, max_distance_m=0.01 + 4e-3 * task.mount_jitter_mm)
+    take_rate = take.rate_hz
+    # Resample the take onto a uniform grid at its median rate, then to the IMU rate; hold the
+    # first and last frames through the margins so the physics has no edge.
+    grid = np.arange(int(np.floor(take.time_s[-1] * take_rate)) + 1) / take_rate
+    uniform_w = np.stack([np.interp(grid, take.time_s, take.weights[:, j])
+                          for j in range(take.weights.shape[1])], axis=1)
+    head = _ypr_to_rotvec(take.head_ypr) if take.head_ypr is not None else \
+        np.zeros((len(take.time_s), 3))
+    uniform_h = np.stack([np.interp(grid, take.time_s, head[:, j]) for j in range(3)], axis=1)
+    margin = int(round(MARGIN_S * rate))
+    n = int(np.floor(grid[-1] * rate)) + 1
+    pos = np.clip((np.arange(n + 2 * margin) - margin) / rate * take_rate, 0, len(grid) - 1)
+    weights = np.clip(cubic_at(uniform_w, pos), 0.0, 1.0)
+    head_rotvec = cubic_at(uniform_h, pos)
+    sim = simulate_imu(rig, sites, weights, head_rotvec, np.zeros_like(head_rotvec),
+                       rate_hz=rate, chip=task.chip, accel_range_g=task.accel_range_g,
+                       gyro_range_dps=task.gyro_range_dps, rng=rng)
+    return SessionRecord(
+        imu_time_s=np.arange(n) / rate,
+        accel=np.ascontiguousarray(sim.accel_counts[margin:margin + n]),
+        gyro=np.ascontiguousarray(sim.gyro_counts[margin:margin + n]),
+        blendshape_time_s=np.asarray(take.time_s, np.float64),
+        blendshapes=np.asarray(take.weights, np.float32),
+        head_rotvec=np.asarray(head, np.float32),
+        head_pos=np.zeros((len(take.time_s), 3), np.float32),
+    )
+
+
 def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRecord:
     """Simulate one session's arrays (see the module doc)."""
+    if task.take is not None:
+        return _simulate_take(task, rig, placement)
     style = SubjectStyle.random(_rng(task, 1, task.subject_index))
     rng = _rng(task, 2, task.subject_index, task.session_index)
     rate = task.imu_rate_hz

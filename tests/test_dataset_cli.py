@@ -71,3 +71,35 @@ def test_bad_input_is_one_line(made, tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imucap: error:"), result.stderr
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
+
+
+def test_synth_from_real_takes_drives_the_imus_from_them(tmp_path):
+    from imucap.datasets.dataset import open_dataset
+    from imucap.datasets.takes import Take, write_livelink_csv
+    from imucap.vocab import index_of
+
+    t = np.arange(600) / 60.0  # 10 s at 60 fps, as the iPhone app records
+    jaw = np.zeros((len(t), 52), np.float32)
+    jaw[:, index_of("jawOpen")] = 0.5 - 0.5 * np.cos(2 * np.pi * 1.0 * t)
+    write_livelink_csv(tmp_path / "jaw.csv", Take(t, jaw))
+    head = np.zeros((len(t), 3))
+    head[:, 0] = 0.3 * np.sin(2 * np.pi * 0.5 * t)  # yaw, radians
+    write_livelink_csv(tmp_path / "turn.csv", Take(t, np.zeros((len(t), 52), np.float32),
+                                                   head_ypr=head))
+    out = tmp_path / "fromtakes"
+    result = run("dataset", "synth", "--takes", str(tmp_path / "jaw.csv"),
+                 str(tmp_path / "turn.csv"), "--placement", "imusic11+head", "--out", str(out),
+                 "--rate-hz", "200", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    ds = open_dataset(out)
+    sites = ds.info.sites
+    jaw_s = ds.session("jaw_jaw")
+    assert np.allclose(jaw_s.blendshapes, jaw, atol=1e-6)  # the take itself is the truth
+    motion = np.degrees(np.abs(jaw_s.gyro).mean(axis=(0, 2)))
+    chin, brow = motion[sites.index("mentalis")], motion[sites.index("frontalis_l")]
+    assert chin > 5 * brow
+    turn = ds.session("turn_turn")
+    rates = np.linalg.norm(turn.gyro, axis=-1).mean(axis=0)
+    assert np.allclose(rates, rates.mean(), rtol=0.1)  # the head turns every sensor alike
+    expected = 0.3 * 2 * np.pi * 0.5 * 2 / np.pi  # mean |d yaw/dt| of the sine, rad/s
+    assert rates.mean() == pytest.approx(expected, rel=0.1)

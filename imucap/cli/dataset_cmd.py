@@ -19,8 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     s = verbs.add_parser("synth", help="simulate a paired IMU and ARKit-blendshape dataset")
-    s.add_argument("--subjects", type=int, required=True, help="made-up subjects")
-    s.add_argument("--minutes", type=float, required=True, help="minutes per subject")
+    s.add_argument("--subjects", type=int, default=None, help="made-up subjects")
+    s.add_argument("--minutes", type=float, default=None, help="minutes per subject")
+    s.add_argument("--takes", nargs="+", default=None, metavar="FILE",
+                   help="simulate IMUs from real takes instead (Live Link Face CSV, "
+                        "blendshape CSV, BEAT-style JSON), one session each")
     s.add_argument("--placement", default="imusic11",
                    help="preset (imusic11, imusic11+head, face6, face4) or a placement .json")
     s.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
@@ -87,9 +90,12 @@ def run_synth(args: argparse.Namespace) -> int:
         rig = loaded.rig
     if args.workers < 1:
         raise ImucapError(f"--workers must be at least 1, got {args.workers}")
+    if not args.takes and (args.subjects is None or args.minutes is None):
+        raise ImucapError("say how much to make: --subjects N --minutes M, or --takes FILE…")
     command = "imucap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = time.monotonic()
-    info = synthesize(args.out, subjects=args.subjects, minutes=args.minutes,
+    info = synthesize(args.out, subjects=args.subjects or 0, minutes=args.minutes or 0.0,
+                      takes=args.takes,
                       placement=args.placement, rig=rig, chip=args.chip,
                       imu_rate_hz=args.rate_hz, blendshape_rate_hz=args.blendshape_rate_hz,
                       seed=args.seed, progress=_Progress("synth"), resume=args.resume,
