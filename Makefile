@@ -2,6 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The CPU build of PyTorch for the tests; only CPU wheel indexes carry the "+cpu" version, so
+# pip can never fall back to a GPU build. Add PyTorch's CPU wheel index with TORCH_INDEX if
+# your pip does not already see one. A torch you installed yourself (a CUDA build on a GPU
+# machine, say) is kept.
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?=
 
 .PHONY: install test demo bench lint clean
 
@@ -9,6 +15,8 @@ install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_INDEX) || { \
+	  echo "imucap: could not install $(TORCH), the CPU build of PyTorch: run again with TORCH_INDEX='--extra-index-url <PyTorch CPU wheel index>' (pytorch.org's install page gives it), or install torch into $(VENV) yourself"; exit 1; }
 
 lint: install
 	$(BIN)/python -m ruff check .
