@@ -73,3 +73,30 @@ CHIPS: dict[str, ChipSpec] = {
         source="noise densities, ranges and ±3 % board-level gyro sensitivity: QST QMI8658C "
                "datasheet rev A; offsets, accel scale, misalignment and bias walks: assumed"),
 }
+
+
+@dataclass(frozen=True)
+class MagSpec:
+    """Error figures of a magnetometer (the modelled IMUs have none: it is a separate part).
+
+    Attributes:
+        name: Part name.
+        noise_ut: White noise, µT RMS at the output rate.
+        hard_iron_ut: Constant offset (chip offset plus nearby magnetised parts), µT.
+        soft_iron: Scale and cross-axis error (nearby soft iron and the chip), fraction.
+        range_ut: Full scale, ±µT; one count is ``range_ut / 32768``.
+        source: Where the figures come from.
+    """
+
+    name: str
+    noise_ut: float
+    hard_iron_ut: float
+    soft_iron: float
+    range_ut: int
+    source: str
+
+
+MAGNETOMETER = MagSpec(
+    name="generic-magnetometer", noise_ut=0.3, hard_iron_ut=5.0, soft_iron=0.02, range_ut=4900,
+    source="assumed values typical of small consumer magnetometers (±4900 µT range, 0.15 µT "
+           "counts); refine against the part on your board")

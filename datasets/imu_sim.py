@@ -28,9 +28,13 @@ GRAVITY_MPS2 = 9.80665
 WORLD_GRAVITY = np.array([0.0, -GRAVITY_MPS2, 0.0])
 """Gravity in the world frame, whose +y points up."""
 
+EARTH_FIELD_UT = np.array([0.0, -40.0, 25.0])
+"""A typical mid-latitude geomagnetic field in the world frame, µT: 47 µT, dipping 58° below
+the horizontal, its horizontal part along +z ("north" is +z in the simulation's world)."""
+
 __all__ = ["GRAVITY_MPS2", "WORLD_GRAVITY", "SiteAttachment", "attach_sites",
-           "closest_point_on_triangles", "ideal_imu", "matrix_to_rotvec", "rotvec_to_matrix",
-           "site_poses"]
+           "closest_point_on_triangles", "ideal_imu", "lag_poses", "matrix_to_quat",
+           "matrix_to_rotvec", "rotvec_to_matrix", "site_poses"]
 
 
 def _surface_frame(corners: np.ndarray) -> np.ndarray:
@@ -228,3 +232,50 @@ def ideal_imu(head_pos: np.ndarray, head_rot: np.ndarray, site_pos: np.ndarray,
     gyro[1:-1] = matrix_to_rotvec(rel) / (2 * dt_s)
     gyro[0], gyro[-1] = gyro[1], gyro[-2]
     return accel, gyro
+
+
+def lag_poses(pos: np.ndarray, rot: np.ndarray, rest_rot: np.ndarray, lag_s: float,
+              dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Soft tissue between skin and sensor: the sensor follows the skin's pose with a lag.
+
+    A first-order low-pass with time constant ``lag_s`` on each sensor's position and on its
+    rotation away from rest (as a rotation vector), in the head frame.
+
+    Args:
+        pos: Sensor positions ``(T, S, 3)``.
+        rot: Head-from-sensor rotations ``(T, S, 3, 3)``.
+        rest_rot: The sensors' rest rotations ``(S, 3, 3)``.
+        lag_s: Time constant, seconds (0: no lag).
+        dt_s: Time step.
+    """
+    if lag_s <= 0:
+        return pos, rot
+    alpha = dt_s / (lag_s + dt_s)
+    turn = matrix_to_rotvec(rot @ rest_rot.swapaxes(-1, -2)[None])  # (T, S, 3) from rest
+    out_p, out_r = np.empty_like(pos), np.empty_like(turn)
+    out_p[0], out_r[0] = pos[0], turn[0]
+    for k in range(1, len(pos)):
+        out_p[k] = out_p[k - 1] + alpha * (pos[k] - out_p[k - 1])
+        out_r[k] = out_r[k - 1] + alpha * (turn[k] - out_r[k - 1])
+    return out_p, rotvec_to_matrix(out_r) @ rest_rot[None]
+
+
+def matrix_to_quat(r: np.ndarray) -> np.ndarray:
+    """Unit quaternions ``(..., 4)`` (w, x, y, z, with w ≥ 0) of rotation matrices."""
+    rv = matrix_to_rotvec(r)
+    angle = np.linalg.norm(rv, axis=-1, keepdims=True)
+    axis = rv / np.where(angle > 1e-12, angle, 1.0)
+    return np.concatenate([np.cos(angle / 2), axis * np.sin(angle / 2)], axis=-1)
+
+
+def ideal_mag_quat(head_rot: np.ndarray, site_rot: np.ndarray,
+                   field_ut: np.ndarray = EARTH_FIELD_UT) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free magnetometer (µT) and orientation (world from sensor) of each sensor.
+
+    Returns:
+        ``(mag (T, S, 3), quat (T, S, 4))``: the field in each sensor's axes, and each
+        sensor's orientation in the world as an on-board fusion would report it.
+    """
+    world_rot = head_rot[:, None] @ site_rot
+    mag = np.einsum("tsji,j->tsi", world_rot, np.asarray(field_ut, float))
+    return mag, matrix_to_quat(world_rot)

@@ -14,7 +14,7 @@ import numpy as np
 
 from imucap.errors import ImucapError
 
-from .chip_specs import CHIPS, ChipSpec
+from .chip_specs import CHIPS, MAGNETOMETER, ChipSpec, MagSpec
 from .imu_sim import GRAVITY_MPS2, rotvec_to_matrix
 
 DEFAULT_ACCEL_RANGE_G = 8
@@ -146,3 +146,27 @@ def apply_sensor_model(accel: np.ndarray, gyro: np.ndarray, *, spec: ChipSpec, r
     a_counts = np.clip(np.round(a / accel_lsb), -32768, 32767).astype(np.int16)
     g_counts = np.clip(np.round(g / gyro_lsb), -32768, 32767).astype(np.int16)
     return a_counts, g_counts, errors
+
+
+QUAT_ONE = 16384
+"""Q14 fixed point of orientation quaternions, as the wire protocol carries them."""
+
+
+def apply_mag_model(mag_ut: np.ndarray, *, rng: np.random.Generator,
+                    spec: MagSpec = MAGNETOMETER, noise: bool = True) -> np.ndarray:
+    """Magnetometer counts ``(T, S, 3)`` int16 for the field in each sensor's axes (µT).
+
+    One session's hard-iron offset and soft-iron matrix are drawn per sensor.
+    """
+    s = mag_ut.shape[1]
+    soft = np.eye(3) + rng.normal(0.0, spec.soft_iron, (s, 3, 3))
+    out = np.einsum("sij,tsj->tsi", soft, mag_ut) + rng.normal(0.0, spec.hard_iron_ut, (s, 3))
+    if noise:
+        out = out + rng.normal(0.0, spec.noise_ut, out.shape)
+    lsb = spec.range_ut / 32768.0
+    return np.clip(np.round(out / lsb), -32768, 32767).astype(np.int16)
+
+
+def quat_counts(quat: np.ndarray) -> np.ndarray:
+    """Q14 int16 counts of unit quaternions ``(..., 4)``."""
+    return np.clip(np.round(np.asarray(quat) * QUAT_ONE), -32768, 32767).astype(np.int16)

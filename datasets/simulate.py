@@ -13,9 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .imu_sim import SiteAttachment, ideal_imu, rotvec_to_matrix, site_poses
+from .imu_sim import (
+    SiteAttachment,
+    ideal_imu,
+    ideal_mag_quat,
+    lag_poses,
+    rotvec_to_matrix,
+    site_poses,
+)
 from .rig import Rig
-from .sensor_model import SensorErrors, apply_sensor_model, chip_spec, resolve_ranges
+from .sensor_model import (
+    SensorErrors,
+    apply_mag_model,
+    apply_sensor_model,
+    chip_spec,
+    quat_counts,
+    resolve_ranges,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +42,9 @@ class SimulatedImu:
         accel_ideal: ``(T, S, 3)`` noise-free specific force, m/s².
         gyro_ideal: ``(T, S, 3)`` noise-free angular rate, rad/s.
         errors: The session's drawn chip errors.
+        mag_counts: ``(T, S, 3)`` int16 magnetometer counts, when asked for.
+        quat_counts: ``(T, S, 4)`` int16 Q14 on-board orientation (world from sensor), when
+            asked for.
     """
 
     accel_counts: np.ndarray
@@ -35,6 +52,8 @@ class SimulatedImu:
     accel_ideal: np.ndarray
     gyro_ideal: np.ndarray
     errors: SensorErrors
+    mag_counts: np.ndarray | None = None
+    quat_counts: np.ndarray | None = None
 
 
 def cubic_at(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -61,7 +80,8 @@ def simulate_imu(rig: Rig, sites: SiteAttachment, weights: np.ndarray, head_rotv
                  head_pos: np.ndarray, *, rate_hz: float, chip: str = "ICM-42688-P",
                  accel_range_g: int | None = None, gyro_range_dps: int | None = None,
                  rng: np.random.Generator, errors: SensorErrors | None = None,
-                 noise: bool = True) -> SimulatedImu:
+                 noise: bool = True, tissue_lag_s: float = 0.0, with_mag: bool = False,
+                 with_quat: bool = False) -> SimulatedImu:
     """Simulate an array for motion sampled at the device rate.
 
     Args:
@@ -77,14 +97,24 @@ def simulate_imu(rig: Rig, sites: SiteAttachment, weights: np.ndarray, head_rotv
         rng: Random generator for the chip errors.
         errors: Session errors to reuse; drawn when None.
         noise: Add white noise and bias walk.
+        tissue_lag_s: Time constant of the soft tissue between skin and sensor (0: rigid).
+        with_mag: Also simulate a magnetometer beside each IMU (the Earth's field).
+        with_quat: Also report each sensor's orientation, as an on-board fusion would.
     """
     spec = chip_spec(chip)
     accel_range_g, gyro_range_dps = resolve_ranges(spec, accel_range_g, gyro_range_dps)
     pos, rot = site_poses(rig, sites, weights)
-    accel, gyro = ideal_imu(np.asarray(head_pos, float), rotvec_to_matrix(head_rotvec), pos, rot,
-                            1.0 / rate_hz)
+    pos, rot = lag_poses(pos, rot, sites.head_from_sensor, tissue_lag_s, 1.0 / rate_hz)
+    head_rot = rotvec_to_matrix(head_rotvec)
+    accel, gyro = ideal_imu(np.asarray(head_pos, float), head_rot, pos, rot, 1.0 / rate_hz)
     a, g, errors = apply_sensor_model(accel, gyro, spec=spec, rate_hz=rate_hz,
                                       accel_range_g=accel_range_g,
                                       gyro_range_dps=gyro_range_dps, rng=rng, errors=errors,
                                       noise=noise)
-    return SimulatedImu(a, g, accel.astype(np.float32), gyro.astype(np.float32), errors)
+    mag = quat = None
+    if with_mag or with_quat:
+        mag_ut, q = ideal_mag_quat(head_rot, rot)
+        mag = apply_mag_model(mag_ut, rng=rng, noise=noise) if with_mag else None
+        quat = quat_counts(q) if with_quat else None
+    return SimulatedImu(a, g, accel.astype(np.float32), gyro.astype(np.float32), errors,
+                        mag, quat)

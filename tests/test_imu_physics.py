@@ -133,3 +133,59 @@ def test_mounting_rotation_turns_the_sensor_axes():
     turned = attach_sites(rig, ("s",), POINTS[:1], mount_rotvecs=np.array([[0, 0, np.pi / 2]]))
     # Turned 90° about its own z: its x axis is the flat sensor's y axis.
     assert np.allclose(turned.head_from_sensor[0][:, 0], flat.head_from_sensor[0][:, 1])
+
+
+def test_magnetometer_sees_the_earth_field_turn_with_the_head():
+    from imucap.datasets.imu_sim import EARTH_FIELD_UT, ideal_mag_quat
+
+    rig = grid_rig()
+    sites = attach_sites(rig, SITES, POINTS)
+    t = np.arange(200) / 100
+    head_rot = rotvec_to_matrix(np.pi / 2 * t[:, None] * np.array([0, 1, 0]))  # yaw 90°/s
+    pos, rot = site_poses(rig, sites, np.zeros((len(t), 52)))
+    mag, quat = ideal_mag_quat(head_rot, rot)
+    assert np.allclose(np.linalg.norm(mag, axis=-1), np.linalg.norm(EARTH_FIELD_UT))
+    # Facing +z at first, the field's horizontal part (+z) is along the sensor's z axis;
+    # after a quarter turn about the vertical it lies in the skin plane instead.
+    assert mag[0, 0, 2] == pytest.approx(25.0) and abs(mag[100, 0, 2]) < 1e-9
+    assert mag[0, 0, 1] == pytest.approx(-40.0)  # the field dips down; the sensor's y is up
+    w, x, y, z = np.moveaxis(quat, -1, 0)
+    assert np.allclose(w**2 + x**2 + y**2 + z**2, 1.0)
+
+
+def test_quaternion_counts_decode_to_the_sensor_orientation():
+    from imucap.datasets.imu_sim import matrix_to_quat
+    from imucap.datasets.sensor_model import QUAT_ONE, quat_counts
+
+    r = rotvec_to_matrix(np.random.default_rng(3).normal(0, 1, (50, 3)))
+    q = quat_counts(matrix_to_quat(r)).astype(float) / QUAT_ONE
+    w, x, y, z = q.T
+    back = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+    assert np.abs(back - r).max() < 5e-4  # Q14 resolution
+
+
+def test_soft_tissue_lag_delays_and_softens_the_sensor_as_a_first_order_filter():
+    from imucap.datasets.imu_sim import lag_poses
+
+    rig = grid_rig()
+    sites = attach_sites(rig, SITES, POINTS)
+    rate, f, tau = 1000.0, 2.0, 0.02
+    t = np.arange(4000) / rate
+    weights = np.zeros((len(t), 52))
+    weights[:, JAW] = 0.3 + 0.1 * np.sin(2 * np.pi * f * t)
+    pos, rot = site_poses(rig, sites, weights)
+    head = np.zeros((len(t), 3)), np.broadcast_to(np.eye(3), (len(t), 3, 3))
+    _, gyro = ideal_imu(*head, pos, rot, 1 / rate)
+    lp, lr = lag_poses(pos, rot, sites.head_from_sensor, tau, 1 / rate)
+    _, lagged = ideal_imu(*head, lp, lr, 1 / rate)
+    chin = SITES.index("chin")
+    steady = slice(1000, 3000)  # four whole cycles after the filter has settled
+    phasor = np.exp(-2j * np.pi * f * t[steady])
+    a = np.sum(gyro[steady, chin, 0] * phasor)  # the 2 Hz component of each signal
+    b = np.sum(lagged[steady, chin, 0] * phasor)
+    assert abs(b) / abs(a) == pytest.approx(1 / np.hypot(1, 2 * np.pi * f * tau), rel=0.02)
+    delay_s = -np.angle(b / a) / (2 * np.pi * f)
+    assert delay_s == pytest.approx(np.arctan(2 * np.pi * f * tau) / (2 * np.pi * f), rel=0.05)
