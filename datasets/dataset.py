@@ -57,6 +57,18 @@ SESSION_ARRAYS: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "head_pos": ("float32", ("M", 3)),
 }
 
+# Arrays a session file may also hold: a magnetometer beside each IMU (counts, see
+# ``mag_range_ut``), each sensor's on-board orientation (Q14 quaternion counts, world from
+# sensor), and the session's audio (mono 16-bit PCM at ``audio_rate_hz``, on the session clock
+# from ``audio_start_s``).
+OPTIONAL_ARRAYS: dict[str, tuple[str, tuple[str | int, ...]]] = {
+    "mag": ("int16", ("N", "S", 3)),
+    "quat": ("int16", ("N", "S", 4)),
+    "audio": ("int16", ("K",)),
+    "audio_rate_hz": ("float64", ()),
+    "audio_start_s": ("float64", ()),
+}
+
 # Smallest standard deviations used when normalising, so a channel that never moves in the
 # training split (an unused blendshape, a gyro axis of a still sensor) divides by something sane.
 STD_FLOOR = {"accel": 1e-3, "gyro": 1e-4, "blendshapes": 1e-3}
@@ -213,6 +225,7 @@ class DatasetInfo:
         chip: IMU chip name.
         accel_range_g: Accelerometer full scale, ±g (sets the count's size).
         gyro_range_dps: Gyroscope full scale, ±°/s.
+        mag_range_ut: Magnetometer full scale, ±µT (0: no magnetometer in the sessions).
         sites: Site name of each IMU, the ``S`` axis of the IMU arrays.
         placement: The placement's JSON form (:meth:`Placement.to_json`).
         blendshape_names: The 52 ARKit names, the last axis of ``blendshapes``.
@@ -241,6 +254,7 @@ class DatasetInfo:
     stats: NormStats | None = None
     generator: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
+    mag_range_ut: int = 0
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -267,6 +281,7 @@ class DatasetInfo:
             "splits": {k: list(v) for k, v in self.splits.items()},
             "stats": None if self.stats is None else self.stats.to_json(),
             "generator": self.generator, "complete": self.complete,
+            "mag_range_ut": self.mag_range_ut,
         }
 
     @classmethod
@@ -326,7 +341,9 @@ class DatasetInfo:
                    gyro_range_dps=_get(data, "gyro_range_dps", int, where), sites=sites,
                    placement=_get(data, "placement", dict, where), blendshape_names=names,
                    sessions=sessions, splits=splits, stats=stats,
-                   generator=_get(data, "generator", dict, where), complete=complete)
+                   generator=_get(data, "generator", dict, where), complete=complete,
+                   mag_range_ut=_get(data, "mag_range_ut", int, where)
+                   if "mag_range_ut" in data else 0)
 
 
 _MISSING = object()
@@ -445,6 +462,11 @@ class SessionRecord:
         blendshapes: ``(M, 52)`` float32 ARKit weights in [0, 1].
         head_rotvec: ``(M, 3)`` float32 world-from-head rotation vectors, radians.
         head_pos: ``(M, 3)`` float32 head positions, metres.
+        mag: ``(N, S, 3)`` int16 magnetometer counts, or None.
+        quat: ``(N, S, 4)`` int16 Q14 orientation counts (world from sensor), or None.
+        audio: ``(K,)`` int16 mono PCM, or None.
+        audio_rate_hz: 0-d float64 audio sample rate (with ``audio``).
+        audio_start_s: 0-d float64 session time of the first audio sample (with ``audio``).
     """
 
     imu_time_s: np.ndarray
@@ -454,16 +476,29 @@ class SessionRecord:
     blendshapes: np.ndarray
     head_rotvec: np.ndarray
     head_pos: np.ndarray
+    mag: np.ndarray | None = None
+    quat: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    audio_rate_hz: np.ndarray | None = None
+    audio_start_s: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays by their names in the file."""
-        return {name: getattr(self, name) for name in SESSION_ARRAYS}
+        """The arrays by their names in the file (optional ones only where present)."""
+        out = {name: getattr(self, name) for name in SESSION_ARRAYS}
+        out.update({name: getattr(self, name) for name in OPTIONAL_ARRAYS
+                    if getattr(self, name) is not None})
+        return out
 
     def check(self, where: str, n_sites: int | None = None) -> None:
         """Raise :class:`DatasetError` (naming ``where``) unless dtypes and shapes fit."""
         arrays = self.arrays()
         sizes: dict[str, int] = {} if n_sites is None else {"S": n_sites}
-        for name, (dtype, shape) in SESSION_ARRAYS.items():
+        audio = [n for n in ("audio", "audio_rate_hz", "audio_start_s") if n in arrays]
+        if audio and len(audio) != 3:
+            raise DatasetError(f"{where}: audio needs audio, audio_rate_hz and audio_start_s "
+                               f"together")
+        specs = {**SESSION_ARRAYS, **{k: v for k, v in OPTIONAL_ARRAYS.items() if k in arrays}}
+        for name, (dtype, shape) in specs.items():
             a = arrays[name]
             if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or \
                     a.ndim != len(shape):
@@ -483,6 +518,8 @@ class SessionRecord:
             t = arrays[name]
             if t.size and (not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0)):
                 raise DatasetError(f"{where}: {name} must be finite and strictly increasing")
+        if audio and not float(arrays["audio_rate_hz"]) > 0:
+            raise DatasetError(f"{where}: audio_rate_hz must be positive")
 
     @property
     def overlap_s(self) -> tuple[float, float]:
@@ -507,6 +544,11 @@ class Session:
         blendshapes: ``(M, 52)`` float32 ARKit weights.
         head_rotvec: ``(M, 3)`` float32 world-from-head rotation vectors, radians.
         head_pos: ``(M, 3)`` float32 head positions, metres.
+        mag: ``(N, S, 3)`` float32 magnetic field, µT, or None.
+        quat: ``(N, S, 4)`` float32 orientation quaternions (w, x, y, z), or None.
+        audio: ``(K,)`` float32 mono audio in [-1, 1], or None.
+        audio_rate_hz: Audio sample rate (0 without audio).
+        audio_start_s: Session time of the first audio sample.
     """
 
     id: str
@@ -518,6 +560,11 @@ class Session:
     blendshapes: np.ndarray
     head_rotvec: np.ndarray
     head_pos: np.ndarray
+    mag: np.ndarray | None = None
+    quat: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    audio_rate_hz: float = 0.0
+    audio_start_s: float = 0.0
 
 
 def save_session(path: str | Path, record: SessionRecord, *, n_sites: int | None = None
@@ -538,7 +585,7 @@ def save_session(path: str | Path, record: SessionRecord, *, n_sites: int | None
             for name, array in record.arrays().items():
                 entry = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
                 with zf.open(entry, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(array),
+                    np.lib.format.write_array(member, np.require(array, requirements=["C"]),
                                               allow_pickle=False)
         fh.flush()
         os.fsync(fh.fileno())
@@ -559,6 +606,7 @@ def load_session_file(path: str | Path, *, n_sites: int | None = None) -> Sessio
                 raise DatasetError(f"session file {path} lacks {', '.join(missing)}: it was not "
                                    f"written by imucap; re-create the dataset")
             arrays = {k: npz[k] for k in SESSION_ARRAYS}
+            arrays.update({k: npz[k] for k in OPTIONAL_ARRAYS if k in npz.files})
     except FileNotFoundError:
         raise DatasetError(f"session file {path} is missing: the dataset is damaged; "
                            f"re-create it (or restore the file)") from None
@@ -917,10 +965,17 @@ class Dataset:
         """A session with its IMU converted to SI units (m/s², rad/s)."""
         entry = self.info.sessions[self.index_of(session)]
         rec = self.record(session)
-        return Session(entry.id, entry.subject, rec.imu_time_s,
-                       (rec.accel * self.accel_lsb).astype(np.float32),
-                       (rec.gyro * self.gyro_lsb).astype(np.float32), rec.blendshape_time_s,
-                       rec.blendshapes, rec.head_rotvec, rec.head_pos)
+        mag_lsb = self.info.mag_range_ut / 32768.0
+        return Session(
+            entry.id, entry.subject, rec.imu_time_s,
+            (rec.accel * self.accel_lsb).astype(np.float32),
+            (rec.gyro * self.gyro_lsb).astype(np.float32), rec.blendshape_time_s,
+            rec.blendshapes, rec.head_rotvec, rec.head_pos,
+            mag=None if rec.mag is None else (rec.mag * mag_lsb).astype(np.float32),
+            quat=None if rec.quat is None else (rec.quat / 16384.0).astype(np.float32),
+            audio=None if rec.audio is None else (rec.audio / 32768.0).astype(np.float32),
+            audio_rate_hz=0.0 if rec.audio_rate_hz is None else float(rec.audio_rate_hz),
+            audio_start_s=0.0 if rec.audio_start_s is None else float(rec.audio_start_s))
 
     def split_indices(self, split: str) -> list[int]:
         """Positions of the sessions of a split."""

@@ -28,6 +28,7 @@ import numpy as np
 import imucap
 from imucap.rotations import matrix_to_rotvec, rotvec_to_matrix
 
+from .chip_specs import MAGNETOMETER
 from .dataset import (
     DATASET_FORMAT,
     DatasetError,
@@ -72,6 +73,9 @@ class _Task:
     mount_jitter_mm: float
     mount_jitter_deg: float
     take: str | None = None  # a blendshape take to replay instead of made-up motion
+    with_mag: bool = False
+    with_quat: bool = False
+    tissue_lag_s: float = 0.0
 
 
 def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
@@ -84,7 +88,8 @@ def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
                mount_jitter_mm: float = 2.0, mount_jitter_deg: float = 3.0,
                split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
                command: str | None = None,
-               takes: Sequence[str | Path] | None = None) -> DatasetInfo:
+               takes: Sequence[str | Path] | None = None, with_mag: bool = False,
+               with_quat: bool = False, tissue_lag_ms: float = 0.0) -> DatasetInfo:
     """Make a synthetic dataset at ``out_dir``, from made-up motion or from real takes.
 
     Args:
@@ -120,6 +125,10 @@ def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
             the takes come from several folders, else the file's stem. The take's own frames
             are stored as the truth; head rotation comes from its head yaw, pitch and roll
             where it has them (radians, ARKit's yaw about +y, pitch about +x, roll about +z).
+        with_mag: Also simulate a magnetometer beside each IMU (stored as ``mag``).
+        with_quat: Also store each sensor's on-board orientation (``quat``).
+        tissue_lag_ms: Soft tissue between skin and sensor: the sensor follows the skin with
+            this first-order time constant, milliseconds (0: rigidly attached).
 
     Returns:
         The complete dataset's info.
@@ -136,6 +145,10 @@ def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
         subjects, minutes = 1, 1.0  # placeholders that pass the checks; the takes decide
     _check_args(subjects, minutes, imu_rate_hz, blendshape_rate_hz, seed, workers,
                 mount_jitter_mm, mount_jitter_deg)
+    if not isinstance(tissue_lag_ms, (int, float)) or not 0 <= tissue_lag_ms <= 500:
+        raise DatasetError(f"tissue_lag_ms must be 0 to 500, got {tissue_lag_ms!r}")
+    extras = {"with_mag": bool(with_mag), "with_quat": bool(with_quat),
+              "tissue_lag_s": float(tissue_lag_ms) / 1000.0}
     try:
         spec = chip_spec(chip)
         accel_range_g, gyro_range_dps = resolve_ranges(spec, accel_range_g, gyro_range_dps)
@@ -151,14 +164,15 @@ def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
         tasks = _take_tasks(take_paths, seed=seed, imu_rate_hz=imu_rate_hz,
                             blendshape_rate_hz=blendshape_rate_hz, chip=chip,
                             accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
-                            mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg)
+                            mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg,
+                            **extras)
         return _write(out_dir, tasks, rig, place, name=name, seed=seed, chip=chip,
                       imu_rate_hz=imu_rate_hz, blendshape_rate_hz=blendshape_rate_hz,
                       accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
                       generator={"program": "imucap.datasets.synth", "seed": seed,
                                  "takes": [str(p) for p in take_paths], "rig": rig.name,
                                  "mount_jitter_mm": mount_jitter_mm,
-                                 "mount_jitter_deg": mount_jitter_deg,
+                                 "mount_jitter_deg": mount_jitter_deg, **extras,
                                  "split_fractions": list(split_fractions), "command": command},
                       split_fractions=split_fractions, progress=progress, resume=resume,
                       overwrite=overwrite, workers=workers, source="synthetic")
@@ -168,14 +182,14 @@ def synthesize(out_dir: str | Path, *, subjects: int = 0, minutes: float = 0.0,
                    session_index=k, duration_s=duration_s, seed=seed, imu_rate_hz=imu_rate_hz,
                    blendshape_rate_hz=blendshape_rate_hz, chip=chip,
                    accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
-                   mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg)
+                   mount_jitter_mm=mount_jitter_mm, mount_jitter_deg=mount_jitter_deg, **extras)
              for i in range(subjects) for k in range(sessions_per_subject)]
 
     generator: dict[str, Any] = {
         "program": "imucap.datasets.synth", "seed": seed, "subjects": subjects,
         "minutes_per_subject": minutes, "session_max_minutes": SESSION_MAX_MIN,
         "rig": rig.name, "mount_jitter_mm": mount_jitter_mm,
-        "mount_jitter_deg": mount_jitter_deg, "margin_s": MARGIN_S,
+        "mount_jitter_deg": mount_jitter_deg, "margin_s": MARGIN_S, **extras,
         "split_fractions": list(split_fractions), "command": command,
     }
     return _write(out_dir, tasks, rig, place, name=name, seed=seed, chip=chip,
@@ -199,7 +213,8 @@ def _write(out_dir: Path, tasks: list[_Task], rig: Rig, place: Placement, *, nam
                        source=source, created=new_created(), imu_rate_hz=float(imu_rate_hz),
                        blendshape_rate_hz=float(blendshape_rate_hz), chip=chip,
                        accel_range_g=accel_range_g, gyro_range_dps=gyro_range_dps,
-                       sites=place.sites, placement=place.to_json(), generator=generator)
+                       sites=place.sites, placement=place.to_json(), generator=generator,
+                       mag_range_ut=MAGNETOMETER.range_ut if tasks and tasks[0].with_mag else 0)
     writer = DatasetWriter(out_dir, info=info, overwrite=overwrite, resume=resume)
     todo = [t for t in tasks if t.session_id not in writer.done_ids]
     total = len(tasks)
@@ -284,6 +299,20 @@ def _jittered(place: Placement, rng: np.random.Generator, jitter_mm: float, jitt
     return Placement(place.name, place.sites, np.asarray(place.points, float) + move, rot)
 
 
+def _sim_extras(task: _Task) -> dict[str, Any]:
+    return {"with_mag": task.with_mag, "with_quat": task.with_quat,
+            "tissue_lag_s": task.tissue_lag_s}
+
+
+def _optional_arrays(sim: Any, margin: int, n: int) -> dict[str, np.ndarray]:
+    """The magnetometer and orientation arrays of a simulation, cut to the session."""
+    out = {}
+    for name, array in (("mag", sim.mag_counts), ("quat", sim.quat_counts)):
+        if array is not None:
+            out[name] = np.ascontiguousarray(array[margin:margin + n])
+    return out
+
+
 def _take_tasks(paths: list[Path], **common: Any) -> list[_Task]:
     """One task per take; subjects by folder when the takes span folders, else by file."""
     by_folder = len({p.resolve().parent for p in paths}) > 1
@@ -339,7 +368,7 @@ def _simulate_take(task: _Task, rig: Rig, placement: Placement) -> SessionRecord
     head_rotvec = cubic_at(uniform_h, pos)
     sim = simulate_imu(rig, sites, weights, head_rotvec, np.zeros_like(head_rotvec),
                        rate_hz=rate, chip=task.chip, accel_range_g=task.accel_range_g,
-                       gyro_range_dps=task.gyro_range_dps, rng=rng)
+                       gyro_range_dps=task.gyro_range_dps, rng=rng, **_sim_extras(task))
     return SessionRecord(
         imu_time_s=np.arange(n) / rate,
         accel=np.ascontiguousarray(sim.accel_counts[margin:margin + n]),
@@ -348,6 +377,7 @@ def _simulate_take(task: _Task, rig: Rig, placement: Placement) -> SessionRecord
         blendshapes=np.asarray(take.weights, np.float32),
         head_rotvec=np.asarray(head, np.float32),
         head_pos=np.zeros((len(take.time_s), 3), np.float32),
+        **_optional_arrays(sim, margin, n),
     )
 
 
@@ -367,7 +397,7 @@ def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRec
     head_rotvec, head_pos = head_track(total_s, rate, style, rng)
     sim = simulate_imu(rig, sites, weights, head_rotvec, head_pos, rate_hz=rate, chip=task.chip,
                        accel_range_g=task.accel_range_g, gyro_range_dps=task.gyro_range_dps,
-                       rng=rng)
+                       rng=rng, **_sim_extras(task))
     imu_time_s = np.arange(n) / rate
     # The camera's clock ticks on its own: its first frame falls somewhere in the first period.
     bs_rate = task.blendshape_rate_hz
@@ -383,6 +413,7 @@ def _simulate_session(task: _Task, rig: Rig, placement: Placement) -> SessionRec
         blendshapes=np.clip(cubic_at(weights, pos), 0.0, 1.0).astype(np.float32),
         head_rotvec=cubic_at(head_rotvec, pos).astype(np.float32),
         head_pos=cubic_at(head_pos, pos).astype(np.float32),
+        **_optional_arrays(sim, margin, n),
     )
 
 

@@ -103,3 +103,41 @@ def test_synth_from_real_takes_drives_the_imus_from_them(tmp_path):
     assert np.allclose(rates, rates.mean(), rtol=0.1)  # the head turns every sensor alike
     expected = 0.3 * 2 * np.pi * 0.5 * 2 / np.pi  # mean |d yaw/dt| of the sine, rad/s
     assert rates.mean() == pytest.approx(expected, rel=0.1)
+
+
+def test_synth_with_magnetometer_orientation_and_tissue_lag(tmp_path):
+    from imucap.datasets.dataset import open_dataset
+
+    out = tmp_path / "magq"
+    result = run("dataset", "synth", "--subjects", "3", "--minutes", "0.1", "--out", str(out),
+                 "--rate-hz", "100", "--mag", "--quat", "--tissue-lag-ms", "15",
+                 "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    ds = open_dataset(out)
+    assert ds.info.mag_range_ut == 4900 and ds.info.generator["tissue_lag_s"] == 0.015
+    s = ds.session(0)
+    field = np.linalg.norm(s.mag, axis=-1)
+    assert 30 < np.median(field) < 65  # the Earth's 47 µT, give or take hard iron
+    assert np.allclose(np.linalg.norm(s.quat, axis=-1), 1.0, atol=2e-4)
+
+
+def test_session_files_carry_optional_audio(tmp_path):
+    from imucap.datasets.dataset import SessionRecord, load_session_file, save_session
+
+    n, m = 100, 30
+    rec = SessionRecord(
+        imu_time_s=np.arange(n) / 100.0, accel=np.zeros((n, 2, 3), np.int16),
+        gyro=np.zeros((n, 2, 3), np.int16), blendshape_time_s=np.arange(m) / 30.0,
+        blendshapes=np.zeros((m, 52), np.float32), head_rotvec=np.zeros((m, 3), np.float32),
+        head_pos=np.zeros((m, 3), np.float32),
+        audio=(np.sin(np.arange(16000) / 10) * 10000).astype(np.int16),
+        audio_rate_hz=np.array(16000.0), audio_start_s=np.array(0.05))
+    save_session(tmp_path / "a.npz", rec)
+    back = load_session_file(tmp_path / "a.npz")
+    assert np.array_equal(back.audio, rec.audio) and float(back.audio_rate_hz) == 16000.0
+    assert back.mag is None and back.quat is None
+    broken = SessionRecord(**{**rec.arrays(), "audio_rate_hz": None})
+    from imucap.datasets.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match="audio needs audio, audio_rate_hz and audio_start_s"):
+        save_session(tmp_path / "b.npz", broken)

@@ -36,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes (default: one per core)")
+    s.add_argument("--mag", action="store_true", help="also simulate a magnetometer per site")
+    s.add_argument("--quat", action="store_true",
+                   help="also store each sensor's on-board orientation")
+    s.add_argument("--tissue-lag-ms", type=float, default=0.0,
+                   help="soft tissue: the sensor follows the skin with this time constant")
     s.add_argument("--resume", action="store_true", help="finish an interrupted run")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     s.set_defaults(run=run_synth)
@@ -95,7 +100,8 @@ def run_synth(args: argparse.Namespace) -> int:
     command = "imucap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = time.monotonic()
     info = synthesize(args.out, subjects=args.subjects or 0, minutes=args.minutes or 0.0,
-                      takes=args.takes,
+                      takes=args.takes, with_mag=args.mag, with_quat=args.quat,
+                      tissue_lag_ms=args.tissue_lag_ms,
                       placement=args.placement, rig=rig, chip=args.chip,
                       imu_rate_hz=args.rate_hz, blendshape_rate_hz=args.blendshape_rate_hz,
                       seed=args.seed, progress=_Progress("synth"), resume=args.resume,
