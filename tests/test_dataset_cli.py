@@ -141,3 +141,26 @@ def test_session_files_carry_optional_audio(tmp_path):
 
     with pytest.raises(DatasetError, match="audio needs audio, audio_rate_hz and audio_start_s"):
         save_session(tmp_path / "b.npz", broken)
+
+
+def test_synth_on_your_own_rig_reports_what_it_lacks(tmp_path):
+    from pathlib import Path
+
+    from imucap.datasets.builtin_rig import builtin_rig
+    from imucap.datasets.rig_io import save_glb
+
+    glb = tmp_path / "avatar.glb"
+    save_glb(builtin_rig(), glb)
+    result = run("dataset", "synth", "--subjects", "2", "--minutes", "0.05", "--rig", str(glb),
+                 "--out", str(tmp_path / "a"), "--rate-hz", "100", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "52 of 52 blendshapes" in result.stdout
+    reference = Path(__file__).resolve().parents[2] / "shared" / "assets" / \
+        "arkit_reference_blendshapes.zip"
+    if not reference.exists():
+        pytest.skip("../shared/assets is absent (no real ARKit rig to try)")
+    result = run("dataset", "synth", "--subjects", "2", "--minutes", "0.05", "--rig",
+                 str(reference), "--out", str(tmp_path / "b"), "--rate-hz", "100",
+                 "--workers", "1", "--placement", "imusic11")
+    assert result.returncode == 0, result.stderr
+    assert "lacks tongueOut" in result.stdout
