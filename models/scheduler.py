@@ -451,8 +451,12 @@ class DiffusionScheduler:
             cond_output: The prediction with the condition.
             uncond_output: The prediction with the "no condition" token.
             scale: Guidance scale (float; 1 = conditional prediction unchanged).
+
+        Returns:
+            The guided prediction. ``torch.lerp`` computes it, so scale 1 returns ``cond``
+            and scale 0 returns ``uncond`` bit for bit (unguided runs stay reproducible).
         """
-        return uncond_output + scale * (cond_output - uncond_output)
+        return torch.lerp(uncond_output, cond_output, float(scale))
 
     # ------------------------------------------------------------------ persistence
 
