@@ -61,3 +61,20 @@ def test_stage_two_starts_from_a_prior(data, tmp_path):
     prior = train(config(data, tmp_path / "prior", "trainer.stage=prior"))
     run = train(config(data, tmp_path / "cond", f"trainer.init_from={prior / 'best'}"))
     assert load_checkpoint(run / "best").training["stage"] == "conditional"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "setting data.path is missing"),
+    (["data.path=x", "model.d_modle=3"], "Could not override 'model.d_modle'"),
+    (["data.path=/nonexistent/ds"], "no dataset at /nonexistent/ds"),
+    (["data.path=x", "trainer=tpu"], "trainer"),
+])
+def test_train_command_bad_settings_are_one_line(args, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "imucap", "train", *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

@@ -9,9 +9,9 @@ import sys
 from imucap import __version__
 from imucap.errors import ImucapError
 
-from . import dataset_cmd, devices_cmd, emulate_cmd, stream_cmd
+from . import dataset_cmd, devices_cmd, emulate_cmd, stream_cmd, train_cmd
 
-COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd)
+COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
