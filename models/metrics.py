@@ -40,6 +40,8 @@ BLINK_MIN_FRAMES = 2
 BLINK_TOLERANCE_S = 0.1
 """A predicted blink matches a true one whose centre is within this many seconds of its own."""
 
+_NO_JITTER = 1e-12  # weight / frame²: what a straight line leaves after rounding
+
 
 def as_sequences(values: np.ndarray, *, what: str = "array") -> np.ndarray:
     """A ``(T, 52)`` or ``(N, T, 52)`` array as float64 ``(N, T, 52)``.
@@ -144,7 +146,7 @@ def jitter_metrics(pred: np.ndarray, true: np.ndarray, rate_hz: float) -> dict[s
         ``pred_per_frame2``, ``true_per_frame2`` (weight / frame²), ``pred_per_s2``,
         ``true_per_s2`` (weight / s², the former times ``rate_hz²``) and ``ratio``
         (pred / true); values are None for sequences under 3 frames, ``ratio`` also when the
-        truth has no jitter at all.
+        truth has no jitter (below 1e-12 per frame², rounding error of a straight line).
     """
     p, t = _pair(pred, true)
     rate = _check_rate(rate_hz)
@@ -155,7 +157,7 @@ def jitter_metrics(pred: np.ndarray, true: np.ndarray, rate_hz: float) -> dict[s
         "true_per_frame2": jt,
         "pred_per_s2": None if jp is None else jp * per_s2,
         "true_per_s2": None if jt is None else jt * per_s2,
-        "ratio": None if jp is None or jt is None or jt == 0.0 else jp / jt,
+        "ratio": None if jp is None or jt is None or jt < _NO_JITTER else jp / jt,
     }
 
 
@@ -195,8 +197,8 @@ def match_events(pred_times_s: np.ndarray, true_times_s: np.ndarray, tolerance_s
     return matched
 
 
-def _ratio(num: int, den: int) -> float:
-    return 1.0 if den == 0 else num / den
+def _ratio(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
 
 
 def blink_metrics(pred: np.ndarray, true: np.ndarray, rate_hz: float, *,
@@ -209,9 +211,9 @@ def blink_metrics(pred: np.ndarray, true: np.ndarray, rate_hz: float, *,
     matches at most one true event of the same eye and sequence whose centre is within
     ``tolerance_s`` (:func:`match_events`); counts are pooled over both eyes.
 
-    Precision is matched / predicted events and recall matched / true events, each 1.0 when its
-    denominator is 0 (no false alarms; nothing missed); F1 is ``2 matched / (predicted +
-    true)``, 1.0 when there are no events at all.
+    Precision is matched / predicted events, recall matched / true events and F1 ``2 matched /
+    (predicted + true)`` (their harmonic mean); each is None (undefined) when its denominator
+    is 0: precision with no predicted blinks, recall with no true ones, F1 with neither.
 
     Returns:
         ``precision``, ``recall``, ``f1``, ``n_pred``, ``n_true``, ``n_matched``,
