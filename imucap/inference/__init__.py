@@ -1,0 +1,1 @@
+"""Running trained models live: the streaming engine."""
