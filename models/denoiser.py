@@ -169,6 +169,16 @@ class Denoiser(nn.Module):
             drop_cond: ``(B,)`` True to replace the condition by the null token (guidance).
         """
         memory, pad = self.encode(imu, site_ids, sensor_mask)
+        return self.decode(sample, step, memory, pad, out_frames=out_frames,
+                           drop_cond=drop_cond)
+
+    def decode(self, sample: torch.Tensor | None, step: torch.Tensor | None,
+               memory: torch.Tensor, pad: torch.Tensor, *, out_frames: int | None = None,
+               drop_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder half of :meth:`forward`, on IMU tokens from :meth:`encode`.
+
+        Sampling encodes the IMU window once and decodes at every diffusion step.
+        """
         b = memory.shape[0]
         if drop_cond is not None and drop_cond.any():
             null = self.null_cond.expand(b, memory.shape[1], -1)

@@ -317,7 +317,7 @@ class StreamingEngine:
         noise = torch.from_numpy(np.stack([self._noise_at(k) for k in
                                            range(first, first + self._n_out)]))
         noise = noise[None].to(self._device)
-        with torch.no_grad():
+        with torch.inference_mode():
             out = sample(self.model, self.scheduler, imu, self._site_ids, self._n_out,
                          steps=self.config.steps, guidance_scale=self.config.guidance_scale,
                          sensor_mask=mask, noise=noise)
