@@ -53,3 +53,36 @@ __all__ = [
     "to_mediapipe",
     "weights_to_dict",
 ]
+
+# FACS Action Units (OpenFace set) estimated from the blendshapes above.
+from .aus import (  # noqa: E402
+    AU_NAMES,
+    NUM_AUS,
+    ActionUnitError,
+    BlinkDetector,
+    BlinkEvent,
+    UnknownActionUnitError,
+    au_columns,
+    au_intensities,
+    au_presence,
+    describe_au,
+    detect_blinks,
+    eye_blink,
+    openface_values,
+)
+
+__all__ += [
+    "AU_NAMES",
+    "NUM_AUS",
+    "ActionUnitError",
+    "BlinkDetector",
+    "BlinkEvent",
+    "UnknownActionUnitError",
+    "au_columns",
+    "au_intensities",
+    "au_presence",
+    "describe_au",
+    "detect_blinks",
+    "eye_blink",
+    "openface_values",
+]
