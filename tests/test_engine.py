@@ -62,6 +62,8 @@ def test_fixed_rate_continuous_and_deterministic(trained):
     assert jumps.max() < 0.3 and np.median(jumps) < 0.15
     assert np.array_equal(w, np.stack([f.weights for f in runs[1]]))
     assert "warming_up" in frames[0].flags and "warming_up" not in frames[-1].flags
+    aus = np.stack([f.aus for f in frames])
+    assert aus.shape == (len(frames), 18) and aus.min() >= 0 and aus.max() <= 5
 
 
 def test_lookahead_emits_later_frames_from_several_windows(trained):

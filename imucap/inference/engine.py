@@ -37,6 +37,7 @@ import numpy as np
 
 from imucap.errors import ImucapError
 from imucap.frames import ImuFrame
+from imucap.vocab import au_intensities
 
 
 @dataclass(kw_only=True)
@@ -80,6 +81,7 @@ class FaceFrame:
         flags: Conditions of this frame: ``warming_up``, ``missing:<site>``, ``saturated``,
             ``catching_up``.
         latency_s: From the arrival of the IMU data that completed this frame to its emission.
+        aus: FACS Action Unit intensities 0-5 in ``imucap.vocab.AU_NAMES`` order (OpenFace's).
     """
 
     time_s: float
@@ -87,6 +89,7 @@ class FaceFrame:
     confidence: float
     flags: frozenset[str] = field(default_factory=frozenset)
     latency_s: float = 0.0
+    aus: np.ndarray | None = None
 
 
 class StreamingEngine:
@@ -284,8 +287,9 @@ class StreamingEngine:
         if catching_up:
             flags.add("catching_up")
         latency = time.monotonic() - self._last_arrival
-        frames = [FaceFrame(float(t), w, confidence, frozenset(flags), latency_s=latency)
-                  for t, w in zip(times, new, strict=True)]
+        aus = au_intensities(new)
+        frames = [FaceFrame(float(t), w, confidence, frozenset(flags), latency_s=latency,
+                            aus=a) for t, w, a in zip(times, new, aus, strict=True)]
         self._next_k = last_k + 1
         self._prev_t = float(times[-1])
         self._prev_out = new[-1].astype(np.float64)
