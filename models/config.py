@@ -8,42 +8,32 @@ command line with ``imucap train experiment=imu2face data.path=…``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, get_type_hints
 
 from omegaconf import MISSING
 
-
-@dataclass
-class ModelSchema:
-    """Denoiser sizes (see :class:`~imucap.models.denoiser.DenoiserConfig`)."""
-
-    name: str = "small"
-    out_channels: int = 52
-    imu_channels: int = 6
-    n_sites: int = 64
-    d_model: int = 128
-    n_heads: int = 4
-    n_cond_layers: int = 2
-    n_layers: int = 4
-    ff_mult: int = 4
-    dropout: float = 0.1
-    imu_patch: int = 8
-    max_len: int = 1024
-    cond_drop_prob: float = 0.1
-    diffusion: bool = True
+from .denoiser import DenoiserConfig
+from .scheduler import SchedulerConfig
 
 
-@dataclass
-class SchedulerSchema:
-    """Noise schedule and sampler (see :class:`~imucap.models.scheduler.SchedulerConfig`)."""
+def _schema_from(cls: type, name: str, extra: list[tuple[str, type, Any]]) -> type:
+    """A mutable Hydra schema with ``cls``'s fields and defaults, plus ``extra`` fields.
 
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "cosine"
-    prediction_type: str = "sample"
-    clip_sample: float | None = None
-    inference_steps: int = 4
-    guidance_scale: float = 1.0
+    The model's and the scheduler's own dataclasses stay the single source of their settings;
+    the schema only adds what Hydra needs (a group name, sampling options).
+    """
+    hints = get_type_hints(cls)
+    own = [(f.name, hints[f.name], field(default=f.default)) for f in fields(cls)]
+    return make_dataclass(name, [*extra, *own])
+
+
+ModelSchema = _schema_from(DenoiserConfig, "ModelSchema", [("name", str, "small")])
+"""Denoiser sizes (the fields of :class:`~imucap.models.denoiser.DenoiserConfig`) and a name."""
+
+SchedulerSchema = _schema_from(SchedulerConfig, "SchedulerSchema", [
+    ("inference_steps", int, 4), ("guidance_scale", float, 1.0)])
+"""The noise schedule (:class:`~imucap.models.scheduler.SchedulerConfig`) and sampling options."""
 
 
 @dataclass
