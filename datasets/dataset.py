@@ -763,13 +763,13 @@ class DatasetWriter:
                                f"folder")
         if state == "complete" and resume and not overwrite:
             raise DatasetError(f"{self.path} already holds a complete dataset: nothing to "
-                               f"resume; pass overwrite (--force) to replace it")
+                               f"resume; pass overwrite (--overwrite) to replace it")
         if state in ("complete", "partial", "unreadable") and not (overwrite or resume):
             what = {"complete": "a complete dataset",
                     "partial": "an interrupted (partial) dataset",
                     "unreadable": "a dataset whose info.json cannot be read"}[state]
             hint = "resume it or pass" if state == "partial" else "pass"
-            raise DatasetError(f"{self.path} already holds {what}: {hint} overwrite (--force) "
+            raise DatasetError(f"{self.path} already holds {what}: {hint} overwrite (--overwrite) "
                                f"to replace it")
         if overwrite:
             if state in ("complete", "partial", "unreadable"):
@@ -778,7 +778,7 @@ class DatasetWriter:
             sessions = self._resumable_sessions(info)
         elif resume and state == "unreadable":
             raise DatasetError(f"{self.path}: info.json cannot be read, so the run cannot be "
-                               f"resumed: pass overwrite (--force) to start again")
+                               f"resumed: pass overwrite (--overwrite) to start again")
         (self.path / SESSIONS_DIR).mkdir(parents=True, exist_ok=True)
         for stray in (self.path / SESSIONS_DIR).glob("*.npz.part"):
             stray.unlink()
@@ -872,7 +872,7 @@ class DatasetWriter:
         if differ:
             raise DatasetError(f"{self.path}: the interrupted dataset was made with other "
                                f"settings ({', '.join(differ)}): use the same settings to "
-                               f"resume, or pass overwrite (--force) to start again")
+                               f"resume, or pass overwrite (--overwrite) to start again")
         return tuple(s for s in old.sessions if (self.path / s.file).is_file())
 
 

@@ -164,3 +164,14 @@ def test_synth_on_your_own_rig_reports_what_it_lacks(tmp_path):
                  "--workers", "1", "--placement", "imusic11")
     assert result.returncode == 0, result.stderr
     assert "lacks tongueOut" in result.stdout
+
+
+def test_piping_into_head_is_not_an_error(made):
+    out, _ = made
+    proc = subprocess.Popen([*IMUCAP, "dataset", "info", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves, as `| head -1` does
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr
