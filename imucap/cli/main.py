@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left is noticed here
+        return code
     except ImucapError as exc:
         print(f"imucap: error: {exc}", file=sys.stderr)
         return 2
