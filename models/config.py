@@ -60,6 +60,7 @@ class TrainerSchema:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
+    sensor_drop_prob: float = 0.1  # chance a sensor is masked out of a training window
     device: str = "auto"  # "auto", "cpu", "cuda"
     precision: str = "fp32"  # "fp32" or "bf16" (autocast on GPU)
     seed: int = 0

@@ -4,7 +4,9 @@ Stage 1 (``trainer.stage=prior``) learns a blendshape motion prior: the conditio
 the null token, so the model learns what face motion looks like from blendshape sequences
 alone. Stage 2 (``trainer.stage=conditional``) learns to read the IMUs, starting from a prior
 (``trainer.init_from=…``); the condition is still dropped with probability
-``model.cond_drop_prob`` so classifier-free guidance stays possible. Fine-tuning to a new
+``model.cond_drop_prob`` so classifier-free guidance stays possible, and each sensor is masked
+out of a window with probability ``trainer.sensor_drop_prob`` so the model learns to do
+without one that goes silent. Fine-tuning to a new
 wearer is stage 2 again from a trained checkpoint with a small learning rate.
 
 Each step draws a diffusion step t, noises the clean window, and regresses the clean window
@@ -36,6 +38,7 @@ from imucap.vocab import ARKIT_NAMES
 
 from .checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
+from .evaluation import check_compatible, checkpoint_stats
 from .metrics import evaluate
 from .scheduler import DiffusionScheduler, SchedulerConfig
 
@@ -108,27 +111,44 @@ def scheduler_config_from(cfg: DictConfig) -> SchedulerConfig:
     return SchedulerConfig.from_dict({k: params[k] for k in SCHEDULER_KEYS if k in params})
 
 
-def evaluate_model(model: Denoiser, scheduler: DiffusionScheduler, windows: WindowDataset,
-                   site_ids: torch.Tensor, *, steps: int, guidance_scale: float,
-                   device: torch.device, batch_size: int = 64, seed: int = 0,
-                   max_windows: int | None = None) -> dict[str, Any]:
-    """Metrics of the model on a split's windows (few-step sampling, fixed noise seed)."""
+def predict_windows(model: Denoiser, scheduler: DiffusionScheduler, windows: WindowDataset,
+                    site_ids: torch.Tensor, *, steps: int, guidance_scale: float,
+                    device: torch.device, batch_size: int = 64, seed: int = 0,
+                    max_windows: int | None = None,
+                    sensor_mask: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred, true)`` weights ``(N, Wb, 52)`` over a split's windows (few-step sampling,
+    noise from ``seed``); ``sensor_mask`` ``(N, S)`` drops sensors where False."""
     model.eval()
     preds, trues = [], []
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = len(windows) if max_windows is None else min(len(windows), max_windows)
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            batch = _collate([windows[i] for i in range(start, min(n, start + batch_size))])
+            stop = min(n, start + batch_size)
+            batch = _collate([windows[i] for i in range(start, stop)])
             imu = batch["imu"].to(device)
             true = batch["blendshapes"]
             noise = torch.randn(true.shape, generator=gen).to(device)
+            mask = None if sensor_mask is None else sensor_mask[start:stop].to(device)
             out = sample(model, scheduler, imu, site_ids, true.shape[1], steps=steps,
-                         guidance_scale=guidance_scale, noise=noise)
+                         guidance_scale=guidance_scale, noise=noise, sensor_mask=mask)
             preds.append(out.clamp(0, 1).float().cpu().numpy()[..., :52])
             trues.append(true.numpy())
-    rate = windows.dataset.info.blendshape_rate_hz
-    return evaluate(np.concatenate(preds), np.concatenate(trues), rate)
+    if not preds:
+        empty = np.zeros((0, windows.n_blendshape, 52), np.float32)
+        return empty, empty.copy()
+    return np.concatenate(preds), np.concatenate(trues)
+
+
+def evaluate_model(model: Denoiser, scheduler: DiffusionScheduler, windows: WindowDataset,
+                   site_ids: torch.Tensor, *, steps: int, guidance_scale: float,
+                   device: torch.device, batch_size: int = 64, seed: int = 0,
+                   max_windows: int | None = None) -> dict[str, Any]:
+    """Metrics of the model on a split's windows (few-step sampling, fixed noise seed)."""
+    pred, true = predict_windows(model, scheduler, windows, site_ids, steps=steps,
+                                 guidance_scale=guidance_scale, device=device,
+                                 batch_size=batch_size, seed=seed, max_windows=max_windows)
+    return evaluate(pred, true, windows.dataset.info.blendshape_rate_hz)
 
 
 def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> Path:
@@ -169,6 +189,12 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
                               f"this dataset would need {len(vocab)}")
         model = build_model(init).train()
         sched_cfg = SchedulerConfig.from_dict(init.scheduler_config or {})
+        if init.training.get("imu_rate_hz") is not None:
+            check_compatible(init, dataset.info, str(cfg.data.path), sites=False)
+        if init.stats:
+            # Keep the statistics the model learnt with: new data is normalised like the old.
+            stats = checkpoint_stats(init, sites, dataset.info.stats)
+            train_w.stats = val_w.stats = stats
     else:
         vocab = sites
         model_cfg = model_config_from(cfg, len(vocab))
@@ -204,6 +230,9 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
     autocast = cfg.trainer.precision == "bf16" and device.type == "cuda"
     prior = cfg.trainer.stage == "prior"
+    if prior and not core.config.diffusion:
+        raise ImucapError("the Transformer regressor (model.diffusion=false) has no motion "
+                          "prior: train it with trainer.stage=conditional")
     history: list[dict[str, Any]] = []
     say(f"training {sum(p.numel() for p in core.parameters()) / 1e6:.2f} M parameters on "
         f"{device} ({'prior' if prior else 'IMU to face'}), {len(train_w)} windows, "
@@ -223,12 +252,22 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
             t = scheduler.sample_timesteps(b, device=device)
             noise = torch.randn_like(x0)
             x_t = scheduler.add_noise(x0, noise, t)
-            drop = torch.ones(b, dtype=torch.bool, device=device) if prior else \
-                torch.rand(b, device=device) < core.config.cond_drop_prob
+            if not core.config.diffusion:
+                drop = None  # the regressor baseline always reads the IMUs
+            elif prior:
+                drop = torch.ones(b, dtype=torch.bool, device=device)
+            else:
+                drop = torch.rand(b, device=device) < core.config.cond_drop_prob
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, cfg)
+            mask = None
+            if not prior and cfg.trainer.sensor_drop_prob > 0:
+                # Teach the model to do without a sensor: mask some at random (never all).
+                mask = torch.rand(b, imu.shape[2], device=device) >= \
+                    cfg.trainer.sensor_drop_prob
+                mask[mask.sum(dim=1) == 0, 0] = True
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                pred = model(x_t, t, imu, site_ids, drop_cond=drop)
+                pred = model(x_t, t, imu, site_ids, mask, drop_cond=drop)
             pred = pred.float()
             loss = torch.nn.functional.mse_loss(pred, x0)
             loss = loss + VELOCITY_WEIGHT * torch.nn.functional.mse_loss(
@@ -257,13 +296,13 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
             say(f"epoch {epoch + 1}: val MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
         history.append(record)
         if rank == 0:
-            _save(out_dir / "last", core, opt, sched_cfg, vocab, dataset, cfg, record, history,
-                  epoch + 1, step, best)
+            _save(out_dir / "last", core, opt, sched_cfg, vocab, dataset, train_w.stats, cfg,
+                  record, history, epoch + 1, step, best)
             score = record.get("val_mae", record["train_loss"] or float("inf"))
             if score is not None and score <= best:
                 best = score
-                _save(out_dir / "best", core, None, sched_cfg, vocab, dataset, cfg, record,
-                      history, epoch + 1, step, best)
+                _save(out_dir / "best", core, None, sched_cfg, vocab, dataset, train_w.stats,
+                      cfg, record, history, epoch + 1, step, best)
         if cfg.trainer.max_steps and step >= cfg.trainer.max_steps:
             break
     if distributed:
@@ -272,8 +311,9 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
 
 
 def _save(path: Path, model: Denoiser, opt: torch.optim.Optimizer | None,
-          sched_cfg: SchedulerConfig, vocab: list[str], dataset: Any, cfg: DictConfig,
-          record: dict, history: list, epoch: int, step: int, best: float) -> None:
+          sched_cfg: SchedulerConfig, vocab: list[str], dataset: Any, stats: Any,
+          cfg: DictConfig, record: dict, history: list, epoch: int, step: int,
+          best: float) -> None:
     training = {"epoch": epoch, "step": step, "best": best, "last": record,
                 "history": history, "dataset": str(cfg.data.path),
                 "stage": cfg.trainer.stage, "window_s": cfg.data.window_s,
@@ -284,8 +324,8 @@ def _save(path: Path, model: Denoiser, opt: torch.optim.Optimizer | None,
                 "guidance_scale": cfg.scheduler.guidance_scale,
                 "versions": {"imucap": imucap.__version__, "torch": torch.__version__}}
     save_checkpoint(path, Checkpoint(model.config.to_dict(), sched_cfg.to_dict(), vocab,
-                                     list(ARKIT_NAMES), dataset.info.stats.to_json()
-                                     if dataset.info.stats else None, training,
+                                     list(ARKIT_NAMES), stats.to_json()
+                                     if stats is not None else None, training,
                                      model.state_dict()))
     if opt is not None:
         _save_optimizer(path / "optimizer.safetensors", opt)
@@ -326,3 +366,34 @@ def _resume(run: Path, model: Denoiser, opt: torch.optim.Optimizer) -> tuple[int
     opt.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
     t = ckpt.training
     return int(t["epoch"]), int(t["step"]), float(t.get("best", float("inf")))
+
+
+def finetune_config(cfg: DictConfig, checkpoint: str | Path, data: str | Path, *,
+                    out_dir: str | Path, epochs: int = 10, lr: float = 1e-4,
+                    keep: set[str] | frozenset[str] = frozenset()) -> DictConfig:
+    """A training configuration that fine-tunes ``checkpoint`` on ``data``: stage 2 from the
+    checkpoint, its window length and sampling settings, a small learning rate, a short warm-up
+    and windows every quarter window (a few minutes of data go a long way).
+
+    ``keep`` names settings (``trainer.lr`` …) the user set and that must stay as they are.
+
+    Raises:
+        CheckpointError: The checkpoint is unusable.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    t = ckpt.training
+    window_s = float(t.get("window_s", cfg.data.window_s))
+    wanted = {
+        "data.path": str(data), "data.window_s": window_s, "data.hop_s": window_s / 4,
+        "trainer.stage": "conditional", "trainer.init_from": str(checkpoint),
+        "trainer.out_dir": str(out_dir), "trainer.epochs": int(epochs), "trainer.lr": float(lr),
+        "trainer.warmup_steps": min(int(cfg.trainer.warmup_steps), 20),
+        "scheduler.inference_steps": int(t.get("inference_steps",
+                                                cfg.scheduler.inference_steps)),
+        "scheduler.guidance_scale": float(t.get("guidance_scale",
+                                                cfg.scheduler.guidance_scale)),
+    }
+    for key, value in wanted.items():
+        if key not in keep:
+            OmegaConf.update(cfg, key, value)
+    return cfg

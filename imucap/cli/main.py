@@ -10,9 +10,18 @@ import sys
 from imucap import __version__
 from imucap.errors import ImucapError
 
-from . import dataset_cmd, devices_cmd, emulate_cmd, stream_cmd, train_cmd
+from . import (
+    dataset_cmd,
+    devices_cmd,
+    emulate_cmd,
+    eval_cmd,
+    finetune_cmd,
+    stream_cmd,
+    train_cmd,
+)
 
-COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd)
+COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
+            finetune_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Commands whose KEY=VALUE settings may come after options collect the stragglers.
+    target = getattr(args, "trailing", None)
+    if extra and target and not any(e.startswith("-") for e in extra):
+        getattr(args, target).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:

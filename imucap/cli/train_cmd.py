@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def compose_or_explain(overrides: list[str]):
+    """The composed training settings, or one line saying what is wrong with the overrides."""
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
@@ -33,14 +34,35 @@ def run(args: argparse.Namespace) -> int:
         raise ImucapError("training needs the [train] extra: pip install 'imucap[train]'") \
             from None
     try:
-        cfg = compose_config(args.overrides)
+        cfg = compose_config(overrides)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except ConfigCompositionException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ImucapError(f"{first} ('imucap train --help' lists the groups)") from None
+    except MissingMandatoryValue as exc:  # pragma: no cover - raised below instead
+        raise ImucapError(str(exc)) from None
+    return cfg
+
+
+def check_complete(cfg) -> None:
+    """One line naming a setting that is still missing (``???``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from imucap.errors import ImucapError
+
+    try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
         raise ImucapError(f"setting {exc.full_key} is missing: add {exc.full_key}=… "
                           f"(for example data.path=data/synth)") from None
-    except ConfigCompositionException as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ImucapError(f"{first} ('imucap train --help' lists the groups)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    cfg = compose_or_explain(args.overrides)
+    check_complete(cfg)
     if args.show:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
