@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo bench lint clean checkpoint
 
 install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ lint: install
 	$(BIN)/python -m ruff check .
 
 test: lint
+	@bash scripts/install_blender.sh
 	$(BIN)/python -m pytest
 
 demo: install
@@ -31,6 +32,14 @@ bench: install
 	$(BIN)/python benchmarks/bench_codec.py
 	$(BIN)/python benchmarks/bench_serial_driver.py
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_sinks.py
+	$(BIN)/python benchmarks/bench_convert.py
+
+# Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
+checkpoint: install
+	IMUCAP=$(BIN)/imucap bash scripts/make_checkpoint.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

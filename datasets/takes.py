@@ -88,15 +88,17 @@ def parse_timecode(text: str, fps: float) -> float:
 
 def format_timecode(seconds: float, fps: float) -> str:
     """``HH:MM:SS:FF.fff`` for a time in seconds (the sub-frame with three decimals)."""
-    total_frames = seconds * fps
     whole_s = int(seconds)
-    frames = total_frames - whole_s * fps
-    if frames >= fps - 5e-4:  # rounding would print frame == fps: carry into the seconds
+    # Round once, in thousandths of a frame, so a sub-frame of .9996 carries into the frame
+    # (and a last frame into the seconds) instead of printing as ".1000".
+    milli = round((seconds * fps - whole_s * fps) * 1000)
+    if milli >= round(fps * 1000):
         whole_s += 1
-        frames = 0.0
+        milli = 0
+    frame, sub = divmod(milli, 1000)
     h, rem = divmod(whole_s, 3600)
     m, s = divmod(rem, 60)
-    return f"{h:02d}:{m:02d}:{s:02d}:{int(frames):02d}.{round((frames % 1) * 1000):03d}"
+    return f"{h:02d}:{m:02d}:{s:02d}:{frame:02d}.{sub:03d}"
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:

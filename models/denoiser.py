@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -80,6 +81,27 @@ class DenoiserConfig:
         return cls(**data)
 
 
+class Condition(NamedTuple):
+    """The IMU window encoded once, for every denoising step.
+
+    Attributes:
+        memory: IMU tokens ``(B, P·S, d)`` for cross-attention.
+        pad: ``(B, P·S)`` True where a token belongs to an absent sensor.
+        frames: ``(B, P, d)`` the tokens pooled over the present sensors at each patch time,
+            resampled onto the output frames and added to them (frame-aligned evidence).
+    """
+
+    memory: torch.Tensor
+    pad: torch.Tensor
+    frames: torch.Tensor
+
+
+POSITION_SCALE = 100.0
+"""IMU patches and output frames are placed by time, as a share of the window times this, so
+a frame and the IMU patch under it get the same position whatever the two rates are (and
+cross-attention can find the IMU data of its own instant)."""
+
+
 def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embeddings ``(..., dim)`` of positions or steps (Vaswani et al. 2017)."""
     half = dim // 2
@@ -109,6 +131,7 @@ class Denoiser(nn.Module):
         self.encoder = nn.TransformerEncoder(enc_layer, config.n_cond_layers,
                                              enable_nested_tensor=False)
         self.frame_in = nn.Linear(config.out_channels, d)
+        self.frame_cond = nn.Linear(d, d)
         self.step_mlp = nn.Sequential(nn.Linear(d, d * 2), nn.SiLU(), nn.Linear(d * 2, d))
         self.query = nn.Parameter(torch.zeros(1, config.max_len, d))
         dec_layer = nn.TransformerDecoderLayer(d, config.n_heads, d * config.ff_mult,
@@ -121,8 +144,9 @@ class Denoiser(nn.Module):
         nn.init.normal_(self.null_cond, std=0.02)
 
     def encode(self, imu: torch.Tensor, site_ids: torch.Tensor,
-               sensor_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """IMU tokens ``(B, P·S, d)`` and their padding mask (True where a sensor is absent).
+               sensor_mask: torch.Tensor | None = None) -> Condition:
+        """The :class:`Condition`: IMU tokens ``(B, P·S, d)``, their padding mask (True where
+        a sensor is absent) and the tokens pooled over sensors per patch time.
 
         Args:
             imu: ``(B, T_in, S, imu_channels)``; T_in is cut to a multiple of ``imu_patch``.
@@ -139,7 +163,9 @@ class Denoiser(nn.Module):
         if site_ids.dim() == 1:
             site_ids = site_ids.expand(b, -1)
         tokens = tokens + self.site_embed(site_ids)[:, None]
-        pos = sinusoidal(torch.arange(n_patch, device=imu.device), self.config.d_model)
+        # Positions in time, as a share of the window: a patch sits at its centre sample.
+        centre = (torch.arange(n_patch, device=imu.device) * p + (p - 1) / 2) / t_in
+        pos = sinusoidal(centre * POSITION_SCALE, self.config.d_model)
         tokens = tokens + pos[None, :, None]
         tokens = tokens.reshape(b, n_patch * s, -1)
         if sensor_mask is None:
@@ -151,7 +177,10 @@ class Denoiser(nn.Module):
         if all_pad.any():
             pad = pad.clone()
             pad[all_pad, 0] = False
-        return self.encoder(tokens, src_key_padding_mask=pad), pad
+        memory = self.encoder(tokens, src_key_padding_mask=pad)
+        keep = (~pad).view(b, n_patch, s, 1).to(memory.dtype)
+        pooled = (memory.view(b, n_patch, s, -1) * keep).sum(dim=2) / keep.sum(dim=2).clamp(min=1)
+        return Condition(memory, pad, pooled)
 
     def forward(self, sample: torch.Tensor | None, step: torch.Tensor | None,
                 imu: torch.Tensor, site_ids: torch.Tensor,
@@ -168,17 +197,17 @@ class Denoiser(nn.Module):
             out_frames: Output frames (the regressor's length; else ``sample``'s).
             drop_cond: ``(B,)`` True to replace the condition by the null token (guidance).
         """
-        memory, pad = self.encode(imu, site_ids, sensor_mask)
-        return self.decode(sample, step, memory, pad, out_frames=out_frames,
-                           drop_cond=drop_cond)
+        cond = self.encode(imu, site_ids, sensor_mask)
+        return self.decode(sample, step, cond, out_frames=out_frames, drop_cond=drop_cond)
 
-    def decode(self, sample: torch.Tensor | None, step: torch.Tensor | None,
-               memory: torch.Tensor, pad: torch.Tensor, *, out_frames: int | None = None,
+    def decode(self, sample: torch.Tensor | None, step: torch.Tensor | None, cond: Condition,
+               *, out_frames: int | None = None,
                drop_cond: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder half of :meth:`forward`, on IMU tokens from :meth:`encode`.
+        """The decoder half of :meth:`forward`, on the :class:`Condition` from :meth:`encode`.
 
         Sampling encodes the IMU window once and decodes at every diffusion step.
         """
+        memory, pad, frames = cond
         b = memory.shape[0]
         if drop_cond is not None and drop_cond.any():
             null = self.null_cond.expand(b, memory.shape[1], -1)
@@ -186,6 +215,8 @@ class Denoiser(nn.Module):
             keep_one = torch.zeros_like(pad)
             keep_one[:, 0] = True
             pad = torch.where(drop_cond[:, None], ~keep_one, pad)
+            frames = torch.where(drop_cond[:, None, None],
+                                 self.null_cond.expand(b, frames.shape[1], -1), frames)
         if self.config.diffusion:
             if sample is None or step is None:
                 raise ValueError("the diffusion denoiser needs a noisy sample and a step")
@@ -197,6 +228,11 @@ class Denoiser(nn.Module):
             x = self.query[:, :t_out].expand(b, -1, -1)
         if t_out > self.config.max_len:
             raise ValueError(f"{t_out} output frames exceed max_len {self.config.max_len}")
-        x = x + sinusoidal(torch.arange(t_out, device=x.device), self.config.d_model)[None]
+        frac = torch.arange(t_out, device=x.device) / t_out  # the same time axis as the IMU
+        x = x + sinusoidal(frac * POSITION_SCALE, self.config.d_model)[None]
+        # Frame-aligned evidence: the pooled IMU tokens, linearly resampled to the frames.
+        aligned = nn.functional.interpolate(frames.transpose(1, 2), size=t_out, mode="linear",
+                                            align_corners=False).transpose(1, 2)
+        x = x + self.frame_cond(aligned)
         x = self.decoder(x, memory, memory_key_padding_mask=pad)
         return self.frame_out(self.out_norm(x))

@@ -159,6 +159,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
                         fit: Sequence[str] = ("mean", "ridge"),
                         compare: Sequence[str | Path] = (), shipped_baselines: bool = True,
                         ablation: bool = True, seed: int = 0, plots: bool = True,
+                        save_fitted: str | Path | None = None,
                         progress: Callable[[str], None] | None = None) -> EvalReport:
     """Score a checkpoint and baselines on one split; write the report to ``out_dir``.
 
@@ -175,6 +176,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
         ablation: Drop each site in turn and score again.
         seed: Sampling noise seed.
         plots: Draw the PNGs (needs matplotlib).
+        save_fitted: Save the baselines fitted here in this folder (one subfolder each), e.g.
+            a checkpoint's ``baselines/`` so later evaluations bring them along.
         progress: Called with a line of text as work advances.
 
     Raises:
@@ -258,6 +261,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
             say(f"fitting the {kind} baseline on {len(train_w)} training windows")
             t0 = time.perf_counter()
             base = makers[kind]().fit(train_w, val_w)
+            if save_fitted is not None:
+                base.save(Path(save_fitted) / kind)
             p, tr = base.predict_dataset(windows)
             predictions[kind] = p
             metrics[kind] = evaluate(p, tr, info.blendshape_rate_hz)

@@ -142,17 +142,26 @@ def jitter_metrics(pred: np.ndarray, true: np.ndarray, rate_hz: float) -> dict[s
     Jitter is the mean absolute second difference (:func:`mean_abs_second_difference`): zero
     for a sequence that changes at a constant rate, large for one that shakes frame to frame.
 
+    The single figure to compare models by is ``error_per_s2``, the jitter of the error
+    (``pred - true``): zero when the prediction moves frame to frame exactly as the truth
+    does; shaking the truth lacks raises it, and so does smoothing away motion the truth has
+    (the training mean scores the truth's own jitter).
+
     Returns:
-        ``pred_per_frame2``, ``true_per_frame2`` (weight / frame²), ``pred_per_s2``,
-        ``true_per_s2`` (weight / s², the former times ``rate_hz²``) and ``ratio``
-        (pred / true); values are None for sequences under 3 frames, ``ratio`` also when the
-        truth has no jitter (below 1e-12 per frame², rounding error of a straight line).
+        ``pred_per_frame2``, ``true_per_frame2``, ``error_per_frame2`` (weight / frame²),
+        ``pred_per_s2``, ``true_per_s2``, ``error_per_s2`` (weight / s², the former times
+        ``rate_hz²``) and ``ratio`` (pred / true); values are None for sequences under 3
+        frames, ``ratio`` also when the truth has no jitter (below 1e-12 per frame², rounding
+        error of a straight line).
     """
     p, t = _pair(pred, true)
     rate = _check_rate(rate_hz)
     jp, jt = mean_abs_second_difference(p), mean_abs_second_difference(t)
+    je = mean_abs_second_difference(p - t)
     per_s2 = rate * rate
     return {
+        "error_per_frame2": je,
+        "error_per_s2": None if je is None else je * per_s2,
         "pred_per_frame2": jp,
         "true_per_frame2": jt,
         "pred_per_s2": None if jp is None else jp * per_s2,
@@ -327,6 +336,7 @@ _REPORT_ROWS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("jitter pred (1/s²)", ("jitter", "pred_per_s2"), 2),
     ("jitter true (1/s²)", ("jitter", "true_per_s2"), 2),
     ("jitter pred/true", ("jitter", "ratio"), 2),
+    ("jitter of error (1/s²)", ("jitter", "error_per_s2"), 2),
     ("blink F1", ("blink", "f1"), 3),
     ("blink precision", ("blink", "precision"), 3),
     ("blink recall", ("blink", "recall"), 3),

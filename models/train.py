@@ -64,13 +64,13 @@ def sample(model: Denoiser, scheduler: DiffusionScheduler, imu: torch.Tensor,
         return model(None, None, imu, site_ids, sensor_mask, out_frames=out_frames)
     x = noise if noise is not None else torch.randn(
         b, out_frames, c, generator=generator, device=imu.device)
-    memory, pad = model.encode(imu, site_ids, sensor_mask)  # the condition, once per window
+    cond = model.encode(imu, site_ids, sensor_mask)  # the condition, once per window
     null = torch.ones(b, dtype=torch.bool, device=imu.device)
     for t in scheduler.set_timesteps(steps, device=imu.device):
         step = torch.full((b,), int(t), device=imu.device, dtype=torch.long)
-        pred = model.decode(x, step, memory, pad)
+        pred = model.decode(x, step, cond)
         if guidance_scale != 1.0:
-            uncond = model.decode(x, step, memory, pad, drop_cond=null)
+            uncond = model.decode(x, step, cond, drop_cond=null)
             pred = scheduler.guided(pred, uncond, guidance_scale)
         x = scheduler.step(pred, t, x).prev_sample
     return x

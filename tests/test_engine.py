@@ -118,14 +118,16 @@ def test_end_to_end_stream_from_an_emulated_array(trained):
     frames = []
     with open_device("emulator:face6") as device:
         engine = StreamingEngine(ckpt, device.info.sites, accel_range_g=8)
-        end = time.monotonic() + 2.5
-        while time.monotonic() < end:
+        # Until 100 frames are out (1.7 s of output); the deadline only guards against a hang,
+        # so a slow shared machine takes longer instead of failing.
+        end = time.monotonic() + 60
+        while len(frames) < 100 and time.monotonic() < end:
             try:
                 engine.push(device.read(timeout_s=0.2))
             except TimeoutError:
                 continue
             frames += engine.pull()
-    assert len(frames) > 90  # 60 Hz out of a 100 Hz array for over 1.5 s of streaming
+    assert len(frames) >= 100
     times = np.array([f.time_s for f in frames])
     assert np.allclose(np.diff(times), 1 / 60, atol=1e-6)
     assert frames[-1].confidence == 1.0

@@ -118,6 +118,19 @@ def test_jitter_of_a_straight_line_is_zero_and_of_a_parabola_known():
     j = jitter_metrics(zigzag, parabola, RATE_HZ)
     assert j["pred_per_frame2"] == pytest.approx(0.04)
     assert j["ratio"] == pytest.approx(0.04 / (2 * a))
+    # The error's jitter: zigzag minus parabola = ±d zigzag minus 2a curvature, so 4d - 2a
+    # where the zigzag bends against the parabola and 4d + 2a where with it.
+    assert j["error_per_frame2"] == pytest.approx(0.04, abs=2 * a + 1e-12)
+    assert j["error_per_s2"] == pytest.approx(j["error_per_frame2"] * RATE_HZ**2)
+
+
+def test_error_jitter_is_zero_for_a_shifted_truth_and_the_truths_own_for_a_constant():
+    t = np.arange(T, dtype=np.float64)
+    wave = np.repeat((0.5 + 0.3 * np.sin(t / 5))[:, None], 52, axis=1)
+    j = jitter_metrics(wave + 0.1, wave, RATE_HZ)  # an offset moves exactly as the truth
+    assert j["error_per_frame2"] == pytest.approx(0.0, abs=1e-12)
+    j = jitter_metrics(np.full_like(wave, 0.5), wave, RATE_HZ)  # the training mean's case
+    assert j["error_per_frame2"] == pytest.approx(j["true_per_frame2"])
 
 
 def test_jitter_never_spans_two_sequences():

@@ -108,3 +108,11 @@ def test_bad_takes_get_one_clear_line(tmp_path, name, content, message):
                        .replace("?", r"\?")) as info:
         read_take(path)
     assert "\n" not in str(info.value)
+
+
+def test_timecodes_of_every_frame_time_read_back_exactly():
+    # Sub-frames that round to .1000 must carry into the frame, not print as "02.1000".
+    for k in range(7200):
+        text = format_timecode(k / 60, 60)
+        assert len(text.rsplit(".", 1)[1]) == 3, text
+        assert parse_timecode(text, 60) == pytest.approx(k / 60, abs=1e-9), text

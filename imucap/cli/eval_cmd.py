@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out the baselines stored with the checkpoint")
     p.add_argument("--no-ablation", action="store_true", help="skip the per-sensor ablation")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    p.add_argument("--save-baselines", default=None, metavar="DIR",
+                   help="keep the baselines fitted here (one folder each) for later runs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
 
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         resolve_checkpoint(args.checkpoint), args.data, split=args.split, out_dir=out,
         steps=args.steps, guidance_scale=args.guidance, fit=fit, compare=args.compare,
         shipped_baselines=not args.no_shipped_baselines, ablation=not args.no_ablation,
-        seed=args.seed, plots=not args.no_plots, progress=lambda text: print(text, flush=True))
+        seed=args.seed, plots=not args.no_plots, save_fitted=args.save_baselines,
+        progress=lambda text: print(text, flush=True))
     print(report.report)
     print(f"wrote {', '.join(str(f) for f in report.files)}")
     return 0

@@ -11,6 +11,7 @@ from imucap import __version__
 from imucap.errors import ImucapError
 
 from . import (
+    convert_cmd,
     dataset_cmd,
     devices_cmd,
     emulate_cmd,
@@ -21,7 +22,7 @@ from . import (
 )
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
-            finetune_cmd)
+            finetune_cmd, convert_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
