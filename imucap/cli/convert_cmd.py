@@ -1,0 +1,190 @@
+"""``imucap convert``: sessions (through the model) and blendshape takes to animation files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from imucap.errors import ImucapError
+
+_EPILOG = """\
+INPUT is one of:
+  a dataset folder        every session through the model, one output each with the session
+                          id in its name (out.glb -> out_<id>.glb), or only --session ID
+  a session file          sessions/<id>.npz inside a dataset folder
+  a blendshape take       Live Link Face CSV, blendshape CSV, BEAT-style or imucap JSON, or an
+                          animated .glb/.gltf: converted as it is, no model involved
+
+OUTPUT's extension picks the format:
+  .csv      Live Link Face CSV (Timecode, BlendShapeCount, 61 values)
+  .au.csv   OpenFace-style Action Unit CSV (or any .csv with --format au)
+  .json     imucap face-track JSON (names, fps, times, weights, aus)
+  .glb      the rig (built-in head, or --rig) with ARKit shape keys, animated
+  .gltf     the same as glTF JSON with the buffer embedded
+
+examples:
+  imucap convert data/synth --session s000_00 -o s000.glb
+  imucap convert data/synth -o out/face.csv --model runs/imu2face/best
+  imucap convert take.csv -o take.glb --rig avatar.glb
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a session or take to animation files (CSV, JSON, glTF)",
+        description="Turn a recorded or simulated session into a face track with the model, or "
+                    "convert a blendshape take between formats, and write files that animation "
+                    "and analysis tools open.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="INPUT", help="dataset folder, session file or take")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="file to write; its extension picks the format")
+    p.add_argument("--format", default=None, dest="fmt",
+                   choices=("livelink", "au", "json", "glb", "gltf"),
+                   help="write this format whatever the extension says (au for a .csv)")
+    p.add_argument("--model", default=None, metavar="CKPT",
+                   help="checkpoint folder for sessions ('default': the shipped model)")
+    p.add_argument("--rig", default=None, metavar="PATH",
+                   help="rig for .glb/.gltf (.glb/.gltf, or a folder/zip of OBJ targets); "
+                        "built-in head by default")
+    p.add_argument("--fps", type=float, default=None,
+                   help="sessions: output frame rate (default 60); Live Link CSV input: the "
+                        "rate its timecodes count (default 60)")
+    p.add_argument("--session", default=None, metavar="ID",
+                   help="only this session of a dataset folder")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    p.add_argument("--hop", type=int, default=None, metavar="FRAMES",
+                   help="output frames per model run (default 4; 1 runs the model every "
+                        "frame as the live engine does: smoothest, about 4x slower)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: a model run on one window gains little "
+                        "from more, and loses much when other work keeps the cores busy; 0 for "
+                        "torch's default)")
+    p.set_defaults(run=run)
+
+
+def _note(text: str) -> None:
+    print(f"imucap: note: {text}", file=sys.stderr)
+
+
+def _session_output(output: Path, session_id: str) -> Path:
+    """``out/face.au.csv`` → ``out/face_<id>.au.csv``."""
+    name = output.name
+    suffix = ".au.csv" if name.lower().endswith(".au.csv") else output.suffix
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    return output.with_name(f"{stem}_{session_id}{suffix}")
+
+
+def _load_rig(path: str | None, fmt: str) -> Any:
+    if path is None:
+        return None
+    if fmt not in ("glb", "gltf"):
+        _note("--rig is used only for .glb/.gltf output")
+        return None
+    from imucap.datasets.rig_io import load_rig_with_report
+
+    loaded = load_rig_with_report(path)
+    if loaded.rig.missing:
+        _note(loaded.report.summary())
+    return loaded.rig
+
+
+def _dataset_and_sessions(path: Path, session: str | None) -> tuple[Any, list[str], bool]:
+    """The dataset, the session ids to convert, and whether the output names carry the id."""
+    from imucap.datasets.dataset import INFO_FILE, SESSIONS_DIR, open_dataset
+
+    if path.is_dir():
+        dataset = open_dataset(path)
+        if session is not None:
+            dataset.index_of(session)  # a clear error for an unknown id
+            return dataset, [session], False
+        if not len(dataset):
+            raise ImucapError(f"dataset {path} has no sessions")
+        return dataset, [s.id for s in dataset.info.sessions], True
+    root = path.parent.parent
+    if path.parent.name != SESSIONS_DIR or not (root / INFO_FILE).is_file():
+        raise ImucapError(f"{path}: a session file is read with its dataset (for the sensor "
+                          f"sites and ranges); pass the dataset folder {root} with --session "
+                          f"{path.stem}, or keep the file in <dataset>/{SESSIONS_DIR}/")
+    if session is not None and session != path.stem:
+        raise ImucapError(f"--session {session} does not match the session file {path.name}")
+    dataset = open_dataset(root)
+    dataset.index_of(path.stem)
+    return dataset, [path.stem], False
+
+
+def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> int:
+    from imucap.export import check_output_path, write_track
+
+    dataset, ids, name_by_id = _dataset_and_sessions(path, args.session)
+    output = Path(args.output)
+    targets = [(sid, _session_output(output, sid) if name_by_id else output) for sid in ids]
+    for _, target in targets:  # every output checked before the first model run
+        check_output_path(target)
+    try:
+        from imucap.inference.offline import DEFAULT_HOP_FRAMES, infer_session
+        from imucap.models.checkpoint import load_checkpoint
+        from imucap.models.pretrained import resolve_checkpoint
+
+        ckpt_path = resolve_checkpoint(args.model)
+        ckpt = load_checkpoint(ckpt_path)
+    except ImportError:
+        raise ImucapError("converting IMU sessions runs the model, which needs the [train] "
+                          "extra: pip install 'imucap[train]'") from None
+    fps = args.fps if args.fps is not None else 60.0
+    hop = args.hop if args.hop is not None else DEFAULT_HOP_FRAMES
+    info = dataset.info
+    for sid, target in targets:
+        session = dataset.session(sid)
+        start = time.perf_counter()
+        track = infer_session(ckpt, session.imu_time_s, session.accel, session.gyro, info.sites,
+                              fps=fps, steps=args.steps, seed=args.seed, hop_frames=hop,
+                              device=args.device, threads=args.threads,
+                              accel_range_g=info.accel_range_g,
+                              gyro_range_dps=info.gyro_range_dps,
+                              source=f"{dataset.path.name}/{sid}")
+        write_track(target, track, fmt=fmt, rig=rig)
+        wall = time.perf_counter() - start
+        print(f"wrote {target} ({len(track)} frames, {track.duration_s:.1f} s of face in "
+              f"{wall:.1f} s, model {ckpt_path})", flush=True)
+    return 0
+
+
+def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> int:
+    from imucap.export import read_track, write_track
+
+    if args.session is not None:
+        raise ImucapError(f"--session picks a session of a dataset folder; {path} is a take")
+    if args.model is not None:
+        _note(f"--model is not used: {path.name} holds blendshapes already")
+    track = read_track(path, fps=args.fps if args.fps is not None else 60.0)
+    out = write_track(args.output, track, fmt=fmt, rig=rig)
+    print(f"wrote {out} ({len(track)} frames, {track.duration_s:.1f} s, from {path.name})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from imucap.export import check_output_path, output_format
+
+    fmt = output_format(args.output, args.fmt)  # a bad extension fails before any work
+    check_output_path(args.output)
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise ImucapError(f"--fps must be between 0 and 1000, got {args.fps:g}")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
+    if args.hop is not None and args.hop < 1:
+        raise ImucapError(f"--hop must be at least 1, got {args.hop}")
+    if args.threads < 0:
+        raise ImucapError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    path = Path(args.input)
+    if not path.exists():
+        raise ImucapError(f"{path} does not exist")
+    rig = _load_rig(args.rig, fmt)
+    if path.is_dir() or path.suffix.lower() == ".npz":
+        return _convert_sessions(args, path, fmt, rig)
+    return _convert_take(args, path, fmt, rig)
