@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_sinks.py
+	$(BIN)/python benchmarks/bench_live.py
 	$(BIN)/python benchmarks/bench_convert.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).

@@ -24,12 +24,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--rate-hz", type=int, default=None, help="ask the device for this rate")
+    p.add_argument("--model", default=None, metavar="CKPT",
+                   help="run a model on the stream: a checkpoint folder or 'default' (the "
+                        "shipped one; implied by --to)")
+    p.add_argument("--to", action="append", default=[], metavar="URI",
+                   help="send the face frames to livelink://HOST:PORT (Unreal Live Link Face), "
+                        "vmc://HOST:PORT (VSeeFace and other VMC receivers) or lsl[://NAME] "
+                        "(Lab Streaming Layer); repeat for several")
+    p.add_argument("--fps", type=float, default=60.0, help="output frame rate of the model")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps per frame")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is not None or args.to:
+        return run_face(args)
     if not args.show:
-        raise ImucapError("nothing to show: add --print to see the live stream")
+        raise ImucapError("nothing to show: add --print to see the live stream, or --to URI "
+                          "to drive an animation tool")
     if args.duration is not None and args.duration <= 0:
         raise ImucapError(f"--duration must be positive, got {args.duration}")
     device = open_device(args.device)
@@ -67,3 +79,88 @@ def run(args: argparse.Namespace) -> int:
     stats = device.stats()
     print(render(device.name, device.info, stats, window, time.monotonic() - start, injected))
     return 130 if interrupted else 0
+
+
+def run_face(args: argparse.Namespace) -> int:
+    """Device → streaming engine → sinks, with a status line of rates and latency."""
+    import numpy as np
+
+    try:
+        from imucap.inference.engine import EngineConfig, StreamingEngine
+        from imucap.models.pretrained import resolve_checkpoint
+    except ImportError:
+        raise ImucapError("running a model needs the [train] extra (PyTorch): pip install "
+                          "'imucap[train]'") from None
+    from imucap.sinks.fanout import FanOut
+    from imucap.sinks.uri import sink_from_uri
+
+    if args.duration is not None and args.duration <= 0:
+        raise ImucapError(f"--duration must be positive, got {args.duration}")
+    if not 1 <= args.fps <= 240:
+        raise ImucapError(f"--fps must be between 1 and 240, got {args.fps:g}")
+    sinks = [sink_from_uri(uri, rate_hz=args.fps) for uri in args.to]  # bad URIs fail here
+    checkpoint = resolve_checkpoint(args.model)
+    device = open_device(args.device)
+    if args.rate_hz is not None:
+        device.config.rate_hz = args.rate_hz
+    device.connect()
+    fan = None
+    try:
+        info = device.info
+        config = EngineConfig(output_rate_hz=args.fps)
+        if args.steps is not None:
+            config.steps = args.steps
+        engine = StreamingEngine(checkpoint, tuple(info.sites), config,
+                                 accel_range_g=info.accel_range_g,
+                                 gyro_range_dps=info.gyro_range_dps)
+        fan = FanOut(sinks, rate_hz=args.fps).open() if sinks else None
+        for name, reason in (fan.stats().failed.items() if fan else ()):
+            print(f"imucap: {name} left out: {reason}", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        next_draw = start + 1.0
+        out, last_out, latencies = 0, 0, []
+        last: object = None
+        while args.duration is None or time.monotonic() - start < args.duration:
+            try:
+                engine.push(device.read(timeout_s=0.1))
+            except TimeoutError:
+                pass
+            for frame in engine.pull():
+                if fan is not None:
+                    fan.send(frame)
+                out += 1
+                last = frame
+                latencies.append(frame.latency_s)
+            now = time.monotonic()
+            if now >= next_draw:
+                lat = np.array(latencies[-600:] or [0.0]) * 1e3
+                runs = np.array(list(engine.run_times_s)[-600:] or [0.0]) * 1e3
+                line = (f"{now - start:6.1f} s  face {out - last_out:3d} frames/s  latency "
+                        f"p50 {np.percentile(lat, 50):5.1f} ms p99 {np.percentile(lat, 99):5.1f}"
+                        f" ms  model p99 {np.percentile(runs, 99):5.1f} ms")
+                if last is not None:
+                    line += f"  confidence {last.confidence:.2f}"
+                    flags = sorted(last.flags)
+                    if flags:
+                        line += f"  [{', '.join(flags)}]"
+                if fan is not None:
+                    for name, st in fan.stats().sinks.items():
+                        line += f"  {name}: {st.frames_sent} sent"
+                        if st.frames_dropped or st.errors:
+                            line += f", {st.frames_dropped} dropped, {st.errors} errors"
+                print(line, flush=True)
+                last_out = out
+                next_draw = now + 1.0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if fan is not None:
+            fan.close()
+        device.disconnect()
+    if fan is not None:
+        for name, st in fan.stats().sinks.items():
+            err = f", last error: {st.last_error}" if st.last_error else ""
+            print(f"{name}: {st.frames_sent} frames sent, {st.frames_dropped} dropped, "
+                  f"{st.errors} errors{err}")
+    print(f"{out} face frames in {time.monotonic() - start:.1f} s")
+    return 0
