@@ -31,14 +31,15 @@ $IMUCAP train experiment=ship "data.path=$DATA" model.diffusion=false \
 
 rm -rf "$DEST" "$RUNS/ship"
 mkdir -p "$RUNS/ship/baselines"
-cp "$RUNS/diffusion/best/checkpoint.json" "$RUNS/diffusion/best/weights.safetensors" "$RUNS/ship/"
+cp "$RUNS/diffusion/best/checkpoint.json" "$RUNS/diffusion/best/model.safetensors" "$RUNS/ship/"
 mkdir -p "$RUNS/ship/baselines/transformer"
-cp "$RUNS/transformer/best/checkpoint.json" "$RUNS/transformer/best/weights.safetensors" \
+cp "$RUNS/transformer/best/checkpoint.json" "$RUNS/transformer/best/model.safetensors" \
   "$RUNS/ship/baselines/transformer/"
 $IMUCAP eval "$RUNS/ship" --data "$DATA" --split test --fit mean,ridge,gru \
   --save-baselines "$RUNS/ship/baselines" --out "$RUNS/eval"
 cp -r "$RUNS/ship" "$DEST"
 mkdir -p "$DEST/eval"
 cp "$RUNS/eval/metrics.json" "$RUNS/eval/report.txt" "$DEST/eval/"
-cp "$RUNS/eval/"*.png docs/images/ 2>/dev/null || true
+for f in "$RUNS/eval/"*.png; do cp "$f" "docs/images/imusic11_$(basename "$f")"; done
+python scripts/ship_report.py "$DEST" >/dev/null
 echo "shipped: $DEST ($(du -sh "$DEST" | cut -f1)); report in $DEST/eval/report.txt"
