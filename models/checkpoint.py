@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,35 @@ class Checkpoint:
                 f"{', '.join(unknown)}: fine-tune it on data from this placement "
                 f"('imucap finetune') or use a matching checkpoint")
         return [self.sites.index(s) for s in sites]
+
+
+    def norm_stats(self, sites: Sequence[str], fallback: Any = None) -> Any:
+        """The normalisation statistics (a ``NormStats``) for ``sites``, matched by site name.
+
+        A site the training data did not have takes its row from ``fallback`` (a
+        ``NormStats`` of the same sites, e.g. a new dataset's) or else the mean over the
+        trained sites. None when the checkpoint has no statistics.
+        """
+        import numpy as np
+
+        from imucap.datasets.dataset import NormStats
+
+        if not self.stats:
+            return None
+        n_rows = len(self.stats.get("accel_mean", ()))
+        trained = list(self.training.get("sites") or self.sites[:n_rows])
+        own = NormStats.from_json(self.stats, "checkpoint stats", len(trained))
+        rows = {}
+        for key in ("accel_mean", "accel_std", "gyro_mean", "gyro_std"):
+            have = getattr(own, key)
+            rows[key] = np.stack([
+                have[trained.index(site)] if site in trained
+                else getattr(fallback, key)[k] if fallback is not None
+                else have.mean(axis=0)
+                for k, site in enumerate(sites)])
+        return NormStats(rows["accel_mean"], rows["accel_std"], rows["gyro_mean"],
+                         rows["gyro_std"], own.blendshape_mean, own.blendshape_std, own.n_imu,
+                         own.n_blendshape, own.split)
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:

@@ -100,36 +100,6 @@ def _windows(dataset: Any, split: str, window_s: float, hop_s: float, stats: Any
     return windows
 
 
-def checkpoint_stats(ckpt: Any, sites: Sequence[str], fallback: Any = None) -> Any:
-    """The checkpoint's normalisation statistics for ``sites``, matched by site name.
-
-    A site the checkpoint's training data did not have takes its row from ``fallback`` (a
-    ``NormStats`` of the same sites, e.g. the new dataset's) or else the mean over sites.
-    None when the checkpoint has no statistics.
-    """
-    from imucap.datasets.dataset import NormStats
-
-    if not ckpt.stats:
-        return None
-    trained = list(ckpt.training.get("sites") or ckpt.sites)
-    own = NormStats.from_json(ckpt.stats, "checkpoint stats", len(trained))
-    rows = {}
-    for key in ("accel_mean", "accel_std", "gyro_mean", "gyro_std"):
-        have = getattr(own, key)
-        out = []
-        for k, site in enumerate(sites):
-            if site in trained:
-                out.append(have[trained.index(site)])
-            elif fallback is not None:
-                out.append(getattr(fallback, key)[k])
-            else:
-                out.append(have.mean(axis=0))
-        rows[key] = np.stack(out)
-    return NormStats(rows["accel_mean"], rows["accel_std"], rows["gyro_mean"], rows["gyro_std"],
-                     own.blendshape_mean, own.blendshape_std, own.n_imu, own.n_blendshape,
-                     own.split)
-
-
 def _predict_checkpoint(ckpt: Any, windows: Any, site_ids: list[int], *, steps: int,
                         guidance_scale: float, seed: int,
                         sensor_mask: np.ndarray | None = None,
@@ -198,7 +168,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     dataset = open_dataset(data)
     info = dataset.info
     site_ids = check_compatible(ckpt, info, str(data))
-    stats = checkpoint_stats(ckpt, info.sites, info.stats) or info.stats
+    stats = ckpt.norm_stats(info.sites, info.stats) or info.stats
     t = ckpt.training
     window_s = float(t.get("window_s", 2.0))
     steps = int(steps if steps is not None else t.get("inference_steps", 4))

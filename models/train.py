@@ -38,7 +38,7 @@ from imucap.vocab import ARKIT_NAMES
 
 from .checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
-from .evaluation import check_compatible, checkpoint_stats
+from .evaluation import check_compatible
 from .metrics import evaluate
 from .scheduler import DiffusionScheduler, SchedulerConfig
 
@@ -193,7 +193,7 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
             check_compatible(init, dataset.info, str(cfg.data.path), sites=False)
         if init.stats:
             # Keep the statistics the model learnt with: new data is normalised like the old.
-            stats = checkpoint_stats(init, sites, dataset.info.stats)
+            stats = init.norm_stats(sites, dataset.info.stats)
             train_w.stats = val_w.stats = stats
     else:
         vocab = sites

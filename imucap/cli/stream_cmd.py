@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
 
 from imucap.devices import open_device
 from imucap.errors import ImucapError
@@ -118,7 +119,8 @@ def run_face(args: argparse.Namespace) -> int:
             print(f"imucap: {name} left out: {reason}", file=sys.stderr, flush=True)
         start = time.monotonic()
         next_draw = start + 1.0
-        out, last_out, latencies = 0, 0, []
+        out, last_out = 0, 0
+        latencies: deque[float] = deque(maxlen=600)  # the last 10 s at 60 Hz
         last: object = None
         while args.duration is None or time.monotonic() - start < args.duration:
             try:
@@ -133,7 +135,7 @@ def run_face(args: argparse.Namespace) -> int:
                 latencies.append(frame.latency_s)
             now = time.monotonic()
             if now >= next_draw:
-                lat = np.array(latencies[-600:] or [0.0]) * 1e3
+                lat = np.array(latencies or [0.0]) * 1e3
                 runs = np.array(list(engine.run_times_s)[-600:] or [0.0]) * 1e3
                 line = (f"{now - start:6.1f} s  face {out - last_out:3d} frames/s  latency "
                         f"p50 {np.percentile(lat, 50):5.1f} ms p99 {np.percentile(lat, 99):5.1f}"

@@ -21,9 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def compose_or_explain(overrides: list[str]):
     """The composed training settings, or one line saying what is wrong with the overrides."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
-
     from imucap.errors import ImucapError
 
     try:
@@ -34,14 +31,10 @@ def compose_or_explain(overrides: list[str]):
         raise ImucapError("training needs the [train] extra: pip install 'imucap[train]'") \
             from None
     try:
-        cfg = compose_config(overrides)
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        return compose_config(overrides)
     except ConfigCompositionException as exc:
         first = str(exc).strip().splitlines()[0]
         raise ImucapError(f"{first} ('imucap train --help' lists the groups)") from None
-    except MissingMandatoryValue as exc:  # pragma: no cover - raised below instead
-        raise ImucapError(str(exc)) from None
-    return cfg
 
 
 def check_complete(cfg) -> None:

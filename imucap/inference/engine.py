@@ -157,17 +157,11 @@ class StreamingEngine:
 
     def _stats_for_sites(self, ckpt) -> tuple[np.ndarray, np.ndarray]:
         """Per-site mean and std (S, 6) of the training data, matched by site name."""
-        stats = ckpt.stats
-        mean = np.concatenate([np.asarray(stats["accel_mean"]), np.asarray(stats["gyro_mean"])],
-                              axis=-1)
-        std = np.concatenate([np.asarray(stats["accel_std"]), np.asarray(stats["gyro_std"])],
-                             axis=-1)
         from imucap.datasets.dataset import STD_FLOOR
 
-        trained_sites = ckpt.training.get("sites") or ckpt.sites[: mean.shape[0]]
-        rows = [trained_sites.index(s) if s in trained_sites else None for s in self.sites]
-        m = np.stack([mean[r] if r is not None else mean.mean(axis=0) for r in rows])
-        d = np.stack([std[r] if r is not None else std.mean(axis=0) for r in rows])
+        stats = ckpt.norm_stats(self.sites)
+        m = np.concatenate([stats.accel_mean, stats.gyro_mean], axis=-1)
+        d = np.concatenate([stats.accel_std, stats.gyro_std], axis=-1)
         # The same floors as training's normalisation, so live inputs scale identically.
         floor = np.array([STD_FLOOR["accel"]] * 3 + [STD_FLOOR["gyro"]] * 3)
         return m.astype(np.float32), np.maximum(d, floor).astype(np.float32)
