@@ -100,7 +100,11 @@ def run_face(args: argparse.Namespace) -> int:
     if not 1 <= args.fps <= 240:
         raise ImucapError(f"--fps must be between 1 and 240, got {args.fps:g}")
     sinks = [sink_from_uri(uri, rate_hz=args.fps) for uri in args.to]  # bad URIs fail here
-    checkpoint = resolve_checkpoint(args.model)
+    from imucap.models.checkpoint import load_checkpoint
+
+    # Load the model (and PyTorch) before the device starts streaming, so no backlog of IMU
+    # frames builds up while it loads.
+    checkpoint = load_checkpoint(resolve_checkpoint(args.model))
     device = open_device(args.device)
     if args.rate_hz is not None:
         device.config.rate_hz = args.rate_hz
