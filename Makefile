@@ -22,7 +22,7 @@ lint: install
 	$(BIN)/python -m ruff check .
 
 test: lint
-	@bash scripts/install_blender.sh
+	@bash scripts/install_system_packages.sh
 	$(BIN)/python -m pytest
 
 demo: install

@@ -1032,6 +1032,40 @@ def open_dataset(path: str | Path, *, verify: bool = False) -> Dataset:
 # Windows
 
 
+def dataset_and_sessions(path: str | Path, session: str | None = None
+                         ) -> tuple[Dataset, list[str], bool]:
+    """What a command's INPUT names: a dataset folder (all its sessions, or ``session``) or a
+    session file inside one.
+
+    Returns:
+        The dataset, the session ids, and whether several were meant (a whole folder), so
+        outputs should carry the id in their names.
+
+    Raises:
+        DatasetError: No such path, an empty dataset, an unknown id, or a session file outside
+            its dataset's ``sessions/`` folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        dataset = open_dataset(path)
+        if session is not None:
+            dataset.index_of(session)  # a clear error for an unknown id
+            return dataset, [session], False
+        if not len(dataset):
+            raise DatasetError(f"dataset {path} has no sessions")
+        return dataset, [s.id for s in dataset.info.sessions], True
+    root = path.parent.parent
+    if path.parent.name != SESSIONS_DIR or not (root / INFO_FILE).is_file():
+        raise DatasetError(f"{path}: a session file is read with its dataset (for the sensor "
+                           f"sites and ranges); pass the dataset folder {root} with --session "
+                           f"{path.stem}, or keep the file in <dataset>/{SESSIONS_DIR}/")
+    if session is not None and session != path.stem:
+        raise DatasetError(f"--session {session} does not match the session file {path.name}")
+    dataset = open_dataset(root)
+    dataset.index_of(path.stem)
+    return dataset, [path.stem], False
+
+
 def interp_rows(t_src: np.ndarray, values: np.ndarray, t_query: np.ndarray) -> np.ndarray:
     """Linear interpolation of rows ``values`` ``(T, ...)`` at times ``t_query`` ``(Q,)``
     (held constant beyond the ends, as ``np.interp``)."""

@@ -94,34 +94,11 @@ def _load_rig(path: str | None, fmt: str) -> Any:
     return loaded.rig
 
 
-def _dataset_and_sessions(path: Path, session: str | None) -> tuple[Any, list[str], bool]:
-    """The dataset, the session ids to convert, and whether the output names carry the id."""
-    from imucap.datasets.dataset import INFO_FILE, SESSIONS_DIR, open_dataset
-
-    if path.is_dir():
-        dataset = open_dataset(path)
-        if session is not None:
-            dataset.index_of(session)  # a clear error for an unknown id
-            return dataset, [session], False
-        if not len(dataset):
-            raise ImucapError(f"dataset {path} has no sessions")
-        return dataset, [s.id for s in dataset.info.sessions], True
-    root = path.parent.parent
-    if path.parent.name != SESSIONS_DIR or not (root / INFO_FILE).is_file():
-        raise ImucapError(f"{path}: a session file is read with its dataset (for the sensor "
-                          f"sites and ranges); pass the dataset folder {root} with --session "
-                          f"{path.stem}, or keep the file in <dataset>/{SESSIONS_DIR}/")
-    if session is not None and session != path.stem:
-        raise ImucapError(f"--session {session} does not match the session file {path.name}")
-    dataset = open_dataset(root)
-    dataset.index_of(path.stem)
-    return dataset, [path.stem], False
-
-
 def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> int:
+    from imucap.datasets.dataset import dataset_and_sessions
     from imucap.export import check_output_path, write_track
 
-    dataset, ids, name_by_id = _dataset_and_sessions(path, args.session)
+    dataset, ids, name_by_id = dataset_and_sessions(path, args.session)
     output = Path(args.output)
     targets = [(sid, _session_output(output, sid) if name_by_id else output) for sid in ids]
     for _, target in targets:  # every output checked before the first model run

@@ -17,12 +17,13 @@ from . import (
     emulate_cmd,
     eval_cmd,
     finetune_cmd,
+    render_cmd,
     stream_cmd,
     train_cmd,
 )
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
-            finetune_cmd, convert_cmd)
+            finetune_cmd, convert_cmd, render_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
