@@ -166,15 +166,30 @@ def preset(name: str, rig: Rig) -> Placement:
     if name not in PRESETS:
         raise PlacementError(f"unknown placement preset {name!r}: use one of "
                              f"{', '.join(PRESETS)}, or a placement file")
+    return sites_placement(PRESETS[name], rig, name=name)
+
+
+def sites_placement(sites: tuple[str, ...] | list[str], rig: Rig, *,
+                    name: str = "sites") -> Placement:
+    """Named sites (any of :data:`SITE_RAYS`, as a device reports them) placed on ``rig``.
+
+    Raises:
+        PlacementError: A site this toolkit has no anatomical position for, or a site's ray
+            misses the rig.
+    """
+    unknown = [s for s in sites if s not in SITE_RAYS]
+    if unknown:
+        raise PlacementError(f"no known position for site {', '.join(map(repr, unknown))}: "
+                             f"known sites are {', '.join(SITE_RAYS)}; give a placement file")
     points = []
-    for site in PRESETS[name]:
+    for site in sites:
         x, y, yaw, pitch = SITE_RAYS[site]
         yaw, pitch = np.deg2rad(yaw), np.deg2rad(pitch)
         toward = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch),
                            np.cos(yaw) * np.cos(pitch)])
         hit = _ray_hit(rig, np.array([x, y, 0.0]) + 0.5 * toward, -toward)
         if hit is None:
-            raise PlacementError(f"preset {name!r}: site {site!r} does not meet the skin of "
+            raise PlacementError(f"{name}: site {site!r} does not meet the skin of "
                                  f"rig {rig.name!r}: is the rig in ARKit's head frame, in metres?")
         points.append(hit)
-    return Placement(name, PRESETS[name], np.array(points), np.zeros((len(points), 3)))
+    return Placement(name, tuple(sites), np.array(points), np.zeros((len(points), 3)))

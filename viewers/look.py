@@ -96,6 +96,11 @@ class FaceLook:
     def n_vertices(self) -> int:
         return self.rig.n_vertices
 
+    def set_view(self, yaw_deg: float, pitch_deg: float) -> None:
+        """Turn the faces to a new view (an orbiting viewer calls this); the lights stay
+        where they are relative to the camera."""
+        self.rotation = view_rotation(yaw_deg, pitch_deg).astype(np.float32)
+
     def vertices(self, weights: np.ndarray) -> np.ndarray:
         """Blended vertices ``(V, 3)`` float32 in the head frame: one matrix product."""
         w = np.asarray(weights, dtype=np.float32).reshape(NUM_BLENDSHAPES)

@@ -13,6 +13,8 @@ renderer draws them unlit and only receives new vertices and colours each frame.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,19 @@ def import_open3d() -> Any:
                           f"'imucap[viewer]'") from None
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     return o3d
+
+
+@contextmanager
+def _without_display() -> Iterator[None]:
+    """Hide the display from Open3D while it opens its context, so it renders offscreen with
+    EGL: a hidden GLX window (what it opens when it sees a display) reads back black frames
+    on some X servers, Xvfb among them. The environment is restored at once, so a window
+    toolkit opened afterwards still finds the display."""
+    saved = {k: os.environ.pop(k) for k in ("DISPLAY", "WAYLAND_DISPLAY") if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _runtime_dir() -> str:
@@ -69,8 +84,10 @@ class OffscreenRenderer:
         self.width, self.height = width, height
         self.camera = camera or frame_camera(scene.look, scene.n_panels, width, height)
         vis = o3d.visualization.Visualizer()
-        if not vis.create_window(window_name="imucap", width=width, height=height,
-                                 visible=False):
+        with _without_display():
+            ok = vis.create_window(window_name="imucap", width=width, height=height,
+                                   visible=False)
+        if not ok:
             raise ViewerError("Open3D could not open an OpenGL context to render in (no EGL "
                               "or GLX): install Mesa (Debian/Ubuntu: apt install libegl1 "
                               "libgl1-mesa-dri)")
@@ -106,6 +123,13 @@ class OffscreenRenderer:
             else:
                 self._boxes.append(None)
                 self._lines.append(None)
+        self._apply_camera()
+
+    def set_camera(self, camera: Camera) -> None:
+        """Use another camera (same image size) from the next frame on."""
+        if (camera.width, camera.height) != (self.width, self.height):
+            raise ValueError("the camera's image size must match the renderer's")
+        self.camera = camera
         self._apply_camera()
 
     def _apply_camera(self) -> None:

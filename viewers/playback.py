@@ -105,7 +105,7 @@ def _detrend(times: np.ndarray, accel: np.ndarray, span_s: float) -> np.ndarray:
 def _read_track(path: str | Path, fps: float) -> Any:
     from imucap.export import read_track
 
-    return read_track(path, fps=fps)
+    return read_track(path)  # Live Link timecodes count at the app's 60 fps, not --fps
 
 
 def load_playback(path: str | Path, *, fps: float = 30.0, session: str | None = None,

@@ -55,33 +55,23 @@ def playback_scene(playback: Playback, look: FaceLook) -> Scene:
     return Scene(look, len(playback.titles), glyphs=glyphs, glyph_panels=(panel,))
 
 
-class PlaybackFrames:
-    """Frame ``i`` of a playback as a ``(height, width, 3)`` uint8 image.
+class PlaybackView:
+    """What frame ``i`` of a playback shows, as panel states and overlay (no renderer): the
+    offscreen frames and the session window share it.
 
     Args:
         playback: What to show.
-        rig: The face to show it on.
-        width: Frame width.
-        height: Frame height.
-        au_panel: Draw the AU bars.
+        look: The face to show it on.
         error_scale_mm: Error shown as full red.
     """
 
-    def __init__(self, playback: Playback, rig: Rig, width: int, height: int, *,
-                 au_panel: bool = True, error_scale_mm: float = DEFAULT_ERROR_SCALE_MM,
-                 yaw_deg: float | None = None) -> None:
+    def __init__(self, playback: Playback, look: FaceLook, *,
+                 error_scale_mm: float = DEFAULT_ERROR_SCALE_MM) -> None:
         self.playback = playback
-        self.look = FaceLook(rig) if yaw_deg is None else FaceLook(rig, yaw_deg=yaw_deg)
-        self.scene = playback_scene(playback, self.look)
-        self.layout = Layout(width, height, au_panel=au_panel)
-        fw, fh = self.layout.face_size
-        self.renderer = OffscreenRenderer(self.scene, fw, fh)
+        self.look = look
+        self.scene = playback_scene(playback, look)
         self.error_scale_mm = error_scale_mm
         self._mae = playback.frame_mae()
-        cam = self.renderer.camera
-        top = float(self.look.bounds[1][1])
-        self._title_x = [float(cam.project(np.array([dx, top, 0.0]))[0])
-                         for dx in self.scene.offsets]
 
     def states(self, i: int) -> list[PanelState]:
         pb = self.playback
@@ -99,17 +89,58 @@ class PlaybackFrames:
                                   gyro=pb.gyro[i] if glyph and pb.gyro is not None else None))
         return out
 
-    def overlay(self, i: int, status: str = "") -> OverlayState:
+    def shown_panel(self) -> int:
+        """The panel whose AUs the bars show (the prediction when there is a truth)."""
         pb = self.playback
-        shown = 1 - pb.truth if pb.truth is not None and len(pb.aus) == 2 else 0
-        parts = [status] if status else []
-        if self._mae is not None:
-            parts.insert(0, f"MAE {self._mae[i]:.3f}")
+        return 1 - pb.truth if pb.truth is not None and len(pb.aus) == 2 else 0
+
+    def status(self, i: int) -> str:
+        return f"MAE {self._mae[i]:.3f}" if self._mae is not None else ""
+
+    def overlay(self, i: int, title_x: list[float], status: str = "") -> OverlayState:
+        pb = self.playback
+        shown = self.shown_panel()
+        parts = [p for p in (self.status(i), status) if p]
         return OverlayState(
-            titles=list(zip(pb.titles, self._title_x, strict=True)), aus=pb.aus[shown][i],
+            titles=list(zip(pb.titles, title_x, strict=True)), aus=pb.aus[shown][i],
             au_truth=pb.aus[pb.truth][i] if pb.truth is not None and shown != pb.truth else None,
             time_s=float(pb.times[i]), duration_s=pb.duration_s, status="  ".join(parts),
             error_scale_mm=self.error_scale_mm if pb.truth is not None else None)
+
+
+class PlaybackFrames:
+    """Frame ``i`` of a playback as a ``(height, width, 3)`` uint8 image.
+
+    Args:
+        playback: What to show.
+        rig: The face to show it on.
+        width: Frame width.
+        height: Frame height.
+        au_panel: Draw the AU bars.
+        error_scale_mm: Error shown as full red.
+        yaw_deg: Turn of the faces (default: the three-quarter view).
+    """
+
+    def __init__(self, playback: Playback, rig: Rig, width: int, height: int, *,
+                 au_panel: bool = True, error_scale_mm: float = DEFAULT_ERROR_SCALE_MM,
+                 yaw_deg: float | None = None) -> None:
+        self.playback = playback
+        self.look = FaceLook(rig) if yaw_deg is None else FaceLook(rig, yaw_deg=yaw_deg)
+        self.view = PlaybackView(playback, self.look, error_scale_mm=error_scale_mm)
+        self.scene = self.view.scene
+        self.layout = Layout(width, height, au_panel=au_panel)
+        fw, fh = self.layout.face_size
+        self.renderer = OffscreenRenderer(self.scene, fw, fh)
+        cam = self.renderer.camera
+        top = float(self.look.bounds[1][1])
+        self._title_x = [float(cam.project(np.array([dx, top, 0.0]))[0])
+                         for dx in self.scene.offsets]
+
+    def states(self, i: int) -> list[PanelState]:
+        return self.view.states(i)
+
+    def overlay(self, i: int, status: str = "") -> OverlayState:
+        return self.view.overlay(i, self._title_x, status)
 
     def frame(self, i: int, status: str = "") -> np.ndarray:
         faces = self.renderer.render(self.states(i))

@@ -20,10 +20,11 @@ from . import (
     render_cmd,
     stream_cmd,
     train_cmd,
+    view_cmd,
 )
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
-            finetune_cmd, convert_cmd, render_cmd)
+            finetune_cmd, convert_cmd, render_cmd, view_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

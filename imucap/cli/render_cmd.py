@@ -41,9 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also (or instead) write frame_00000.png, ... into DIR")
     p.add_argument("--size", default="960x540", metavar="WxH",
                    help="frame size in pixels, even numbers (default 960x540)")
-    p.add_argument("--start", type=float, default=None, metavar="S",
-                   help="first second to render (from the start of the input)")
-    p.add_argument("--end", type=float, default=None, metavar="S", help="last second")
     p.add_argument("--no-aus", action="store_true", help="leave out the AU bars")
     p.set_defaults(run=run, fps=30.0)
 
@@ -66,6 +63,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, help="frame rate (default 30)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    p.add_argument("--start", type=float, default=None, metavar="S",
+                   help="first second to show (from the start of the input)")
+    p.add_argument("--end", type=float, default=None, metavar="S", help="last second to show")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -95,17 +95,18 @@ def load_rig_arg(path: str | None):  # noqa: ANN201 - a Rig
     return loaded.rig
 
 
-def load_input(args: argparse.Namespace, start_s: float | None = None,
-               end_s: float | None = None):  # noqa: ANN201 - a Playback
+def load_input(args: argparse.Namespace):  # noqa: ANN201 - a Playback
     from imucap.viewers.playback import load_playback
 
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise ImucapError(f"--end {args.end:g} must come after --start {args.start:g}")
     if args.no_model and (args.prediction or args.model):
         raise ImucapError("--no-model shows the truth alone; leave out --model/--prediction")
     return load_playback(args.input, fps=args.fps, session=args.session, model=args.model,
                          prediction=args.prediction, no_model=args.no_model, steps=args.steps,
-                         seed=args.seed, start_s=start_s, end_s=end_s)
+                         seed=args.seed, start_s=args.start, end_s=args.end)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,13 +120,11 @@ def run(args: argparse.Namespace) -> int:
                               f"with --png-dir)")
         check_output_path(args.output)
     width, height = parse_size(args.size)
-    if args.start is not None and args.end is not None and args.end <= args.start:
-        raise ImucapError(f"--end {args.end:g} must come after --start {args.start:g}")
     from imucap.viewers.offscreen import import_open3d
 
     import_open3d()  # a missing extra fails before any model run
     rig = load_rig_arg(args.rig)
-    playback = load_input(args, args.start, args.end)
+    playback = load_input(args)
     from imucap.viewers.render import PlaybackFrames, Progress, render_playback
     from imucap.viewers.video import Mp4Writer, PngWriter
 

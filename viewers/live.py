@@ -1,0 +1,303 @@
+"""Live sources for the live viewer: a device (through the model, or sensors only) or Live Link
+Face packets arriving over UDP (an iPhone, or ``imucap stream --to livelink://``).
+
+Each source runs its own thread and keeps the newest state; the viewer asks for it at its own
+frame rate (:meth:`latest`), so a slow window never holds up the device, and a stalled source
+never freezes the window. Errors in the thread end the source and show in :attr:`LiveState.
+status`; nothing is raised into the window.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from imucap.errors import ImucapError
+from imucap.vocab import NUM_BLENDSHAPES, au_intensities
+
+ACCEL_TAU_S = 1.0
+"""Time constant of the running mean taken off the acceleration (gravity, slow tilts)."""
+
+
+@dataclass
+class LiveState:
+    """The newest face and sensor readings.
+
+    Attributes:
+        weights: ARKit weights ``(52,)``.
+        aus: AU intensities ``(18,)``.
+        accel: Acceleration with gravity removed ``(S, 3)`` m/s², sensor axes, or None.
+        gyro: Rotation rate ``(S, 3)`` rad/s, or None.
+        time_s: Seconds since the source started.
+        status: One line of rates, latency, confidence and flags (or the error that ended it).
+        ended: The source stopped (error or end of stream).
+    """
+
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BLENDSHAPES, np.float32))
+    aus: np.ndarray = field(default_factory=lambda: au_intensities(
+        np.zeros(NUM_BLENDSHAPES, np.float32)))
+    accel: np.ndarray | None = None
+    gyro: np.ndarray | None = None
+    time_s: float = 0.0
+    status: str = "starting"
+    ended: bool = False
+
+
+class _Rate:
+    """Events per second over the last second."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque(maxlen=2000)
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    def per_s(self, now: float) -> int:
+        while self._times and self._times[0] < now - 1.0:
+            self._times.popleft()
+        return len(self._times)
+
+
+class LiveSource:
+    """Base: a thread that fills :attr:`state` until :meth:`stop`."""
+
+    sites: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = LiveState()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+
+    def start(self) -> LiveSource:
+        self._open()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._guarded, name=type(self).__name__,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _open(self) -> None:  # runs in the caller: errors here are the user's to see
+        pass
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - shown in the window, the source ends
+            with self._lock:
+                self._state.status = f"stopped: {exc}"
+                self._state.ended = True
+        finally:
+            self._close()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+    def _publish(self, **changes: Any) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self._state, k, v)
+            self._state.time_s = time.monotonic() - self._t0
+
+    def latest(self) -> LiveState:
+        with self._lock:
+            s = self._state
+            return LiveState(s.weights.copy(), s.aus.copy(),
+                             None if s.accel is None else s.accel.copy(),
+                             None if s.gyro is None else s.gyro.copy(),
+                             time.monotonic() - self._t0, s.status, s.ended)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def __enter__(self) -> LiveSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class DeviceLive(LiveSource):
+    """An IMU device, through the streaming engine unless ``model`` is None.
+
+    Args:
+        uri: Device URI (``emulator:imusic11``, ``serial:/dev/ttyACM0``, ``tcp://…``).
+        model: Checkpoint folder or ``"default"``; None shows the sensors on a still face.
+        fps: Face frames per second from the engine.
+        steps: DDIM steps (None: the model's).
+        rate_hz: Ask the device for this IMU rate.
+    """
+
+    def __init__(self, uri: str, *, model: str | None = "default", fps: float = 60.0,
+                 steps: int | None = None, rate_hz: float | None = None) -> None:
+        super().__init__()
+        self.uri, self.model, self.fps, self.steps, self.rate_hz = uri, model, fps, steps, rate_hz
+        self._device: Any = None
+        self._engine: Any = None
+
+    def _open(self) -> None:
+        from imucap.devices import open_device
+
+        checkpoint = None
+        if self.model is not None:
+            try:
+                from imucap.models.checkpoint import load_checkpoint
+                from imucap.models.pretrained import resolve_checkpoint
+            except ImportError:
+                raise ImucapError("the live face runs the model, which needs the [train] extra "
+                                  "(pip install 'imucap[train]'); or pass --no-model to see the "
+                                  "sensors alone") from None
+            checkpoint = load_checkpoint(resolve_checkpoint(self.model))
+        device = open_device(self.uri)
+        if self.rate_hz is not None:
+            device.config.rate_hz = self.rate_hz
+        device.connect()
+        self._device = device
+        info = device.info
+        self.sites = tuple(info.sites)
+        if checkpoint is not None:
+            from imucap.inference.engine import EngineConfig, StreamingEngine
+
+            config = EngineConfig(output_rate_hz=self.fps)
+            if self.steps is not None:
+                config.steps = self.steps
+            try:
+                self._engine = StreamingEngine(checkpoint, self.sites, config,
+                                               accel_range_g=info.accel_range_g,
+                                               gyro_range_dps=info.gyro_range_dps)
+            except BaseException:
+                device.disconnect()
+                raise
+
+    def _run(self) -> None:
+        mean: np.ndarray | None = None
+        last_t: float | None = None
+        imu_rate, face_rate = _Rate(), _Rate()
+        latencies: deque[float] = deque(maxlen=120)
+        face = None
+        next_status = 0.0
+        while not self._stop.is_set():
+            try:
+                frame = self._device.read(timeout_s=0.1)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            accel, gyro = frame.accel[-1].astype(np.float64), frame.gyro[-1]
+            t = float(frame.host_time_s[-1])
+            for _ in range(len(frame.accel)):
+                imu_rate.tick(now)
+            if mean is None:
+                mean = accel.copy()
+            else:
+                dt = max(0.0, t - (last_t if last_t is not None else t))
+                a = 1.0 - math.exp(-dt / ACCEL_TAU_S)
+                mean += a * (frame.accel.mean(axis=0) - mean)
+            last_t = t
+            changes: dict[str, Any] = {"accel": (accel - mean).astype(np.float32),
+                                       "gyro": gyro.astype(np.float32)}
+            if self._engine is not None:
+                self._engine.push(frame)
+                for face in self._engine.pull():
+                    face_rate.tick(now)
+                    latencies.append(face.latency_s)
+                if face is not None:
+                    changes["weights"] = face.weights
+                    changes["aus"] = (face.aus if face.aus is not None
+                                      else au_intensities(face.weights))
+            if now >= next_status:
+                parts = [f"IMU {imu_rate.per_s(now)}/s"]
+                if self._engine is not None:
+                    lat = np.array(latencies or [0.0]) * 1e3
+                    parts.append(f"face {face_rate.per_s(now)}/s  latency p50 "
+                                 f"{np.percentile(lat, 50):.0f} ms")
+                    if face is not None:
+                        parts.append(f"confidence {face.confidence:.2f}")
+                        flags = sorted(face.flags)
+                        if flags:
+                            parts.append("[" + ", ".join(flags) + "]")
+                else:
+                    parts.append("sensors only (no model)")
+                changes["status"] = "  ".join(parts)
+                next_status = now + 0.5
+            self._publish(**changes)
+
+    def _close(self) -> None:
+        if self._device is not None:
+            self._device.disconnect()
+            self._device = None
+
+
+def parse_livelink_uri(uri: str) -> tuple[str, int]:
+    """``livelink://[host]:port`` → ``(host, port)`` to listen on (host 0.0.0.0 if empty)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "livelink":
+        raise ImucapError(f"--from {uri}: expected livelink://[HOST]:PORT, such as "
+                          f"livelink://:11111")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        raise ImucapError(f"--from {uri}: give the UDP port to listen on, such as "
+                          f"livelink://:11111")
+    return parts.hostname or "0.0.0.0", port
+
+
+class LiveLinkLive(LiveSource):
+    """Live Link Face packets (version 6) arriving on a UDP port."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.host, self.port = parse_livelink_uri(uri)
+        self._receiver: Any = None
+
+    def _open(self) -> None:
+        from imucap.sinks.livelink import LiveLinkReceiver
+
+        self._receiver = LiveLinkReceiver(self.port, self.host).open()
+
+    def _run(self) -> None:
+        rate = _Rate()
+        next_status = 0.0
+        last_packet = None
+        self._publish(status=f"listening on UDP {self.host}:{self.port}")
+        while not self._stop.is_set():
+            packet = self._receiver.read(timeout_s=0.1)
+            now = time.monotonic()
+            changes: dict[str, Any] = {}
+            if packet is not None:
+                rate.tick(now)
+                last_packet = packet
+                changes = {"weights": packet.weights, "aus": au_intensities(packet.weights)}
+            if now >= next_status:
+                stats = self._receiver.stats()
+                if last_packet is None:
+                    text = f"listening on UDP {self.host}:{self.port}: no packets yet"
+                else:
+                    text = (f"Live Link {rate.per_s(now)} packets/s from "
+                            f"{last_packet.subject or last_packet.device_id}")
+                if stats.rejected:
+                    text += f"  ({stats.rejected} rejected)"
+                changes["status"] = text
+                next_status = now + 0.5
+            if changes:
+                self._publish(**changes)
+
+    def _close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.close()
+            self._receiver = None
