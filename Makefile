@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_sinks.py
 	$(BIN)/python benchmarks/bench_live.py
 	$(BIN)/python benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/bench_viewer.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
 checkpoint: install

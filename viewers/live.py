@@ -134,26 +134,123 @@ class LiveSource:
 class DeviceLive(LiveSource):
     """An IMU device, through the streaming engine unless ``model`` is None.
 
+    The device and the model run in a child process (started with ``spawn``): the window's
+    drawing then never competes with them for Python's interpreter lock, so the engine keeps
+    its real-time latency while the window draws. The child sends the newest state at most
+    ``fps`` times a second.
+
     Args:
         uri: Device URI (``emulator:imusic11``, ``serial:/dev/ttyACM0``, ``tcp://…``).
         model: Checkpoint folder or ``"default"``; None shows the sensors on a still face.
         fps: Face frames per second from the engine.
         steps: DDIM steps (None: the model's).
         rate_hz: Ask the device for this IMU rate.
+        start_timeout_s: How long loading the model and connecting may take.
     """
 
     def __init__(self, uri: str, *, model: str | None = "default", fps: float = 60.0,
-                 steps: int | None = None, rate_hz: float | None = None) -> None:
+                 steps: int | None = None, rate_hz: float | None = None,
+                 start_timeout_s: float = 180.0) -> None:
         super().__init__()
         self.uri, self.model, self.fps, self.steps, self.rate_hz = uri, model, fps, steps, rate_hz
-        self._device: Any = None
-        self._engine: Any = None
+        self.start_timeout_s = start_timeout_s
+        self._proc: Any = None
+        self._conn: Any = None
 
     def _open(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_device_worker, name="imucap-live-device",
+                                 args=(child, self.uri, self.model, self.fps, self.steps,
+                                       self.rate_hz), daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if parent.poll(0.2):
+                try:
+                    kind, payload = parent.recv()
+                except EOFError:
+                    break
+                if kind == "ready":
+                    self.sites = tuple(payload)
+                    return
+                self._close()
+                raise ImucapError(str(payload))
+            if not self._proc.is_alive():
+                break
+        self._close()
+        raise ImucapError(f"{self.uri}: the device process did not start (no answer in "
+                          f"{self.start_timeout_s:.0f} s); try imucap stream --device "
+                          f"{self.uri} --print to see what the device does")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._conn.poll(0.1):
+                if not self._proc.is_alive():
+                    raise RuntimeError("the device process ended")
+                continue
+            try:
+                kind, payload = self._conn.recv()
+            except EOFError:
+                raise RuntimeError("the device process ended") from None
+            if kind == "state":
+                self._publish(**payload)
+            elif kind == "error":
+                raise RuntimeError(payload)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+        if self._proc is not None:
+            self._proc.join(timeout=5.0)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(timeout=5.0)
+            self._proc = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _device_worker(conn: Any, uri: str, model: str | None, fps: float, steps: int | None,
+                   rate_hz: float | None) -> None:
+    """Child process of :class:`DeviceLive`: device → engine, newest state → ``conn``."""
+    try:
+        loop = _DeviceLoop(uri, model, fps, steps, rate_hz)
+    except ImucapError as exc:
+        conn.send(("error", str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the window's process
+        conn.send(("error", f"{uri}: {type(exc).__name__}: {exc}"))
+        return
+    try:
+        conn.send(("ready", loop.sites))
+        loop.run(conn)
+    except Exception as exc:  # noqa: BLE001
+        try:
+            conn.send(("error", str(exc)))
+        except (OSError, BrokenPipeError):
+            pass
+    finally:
+        loop.device.disconnect()
+
+
+class _DeviceLoop:
+    """Reads the device, runs the engine, keeps the newest readings."""
+
+    def __init__(self, uri: str, model: str | None, fps: float, steps: int | None,
+                 rate_hz: float | None) -> None:
         from imucap.devices import open_device
 
         checkpoint = None
-        if self.model is not None:
+        if model is not None:
             try:
                 from imucap.models.checkpoint import load_checkpoint
                 from imucap.models.pretrained import resolve_checkpoint
@@ -161,57 +258,79 @@ class DeviceLive(LiveSource):
                 raise ImucapError("the live face runs the model, which needs the [train] extra "
                                   "(pip install 'imucap[train]'); or pass --no-model to see the "
                                   "sensors alone") from None
-            checkpoint = load_checkpoint(resolve_checkpoint(self.model))
-        device = open_device(self.uri)
-        if self.rate_hz is not None:
-            device.config.rate_hz = self.rate_hz
+            checkpoint = load_checkpoint(resolve_checkpoint(model))
+        device = open_device(uri)
+        if rate_hz is not None:
+            device.config.rate_hz = rate_hz
         device.connect()
-        self._device = device
+        self.device = device
+        self.fps = fps
         info = device.info
         self.sites = tuple(info.sites)
+        self.engine = None
         if checkpoint is not None:
             from imucap.inference.engine import EngineConfig, StreamingEngine
 
-            config = EngineConfig(output_rate_hz=self.fps)
-            if self.steps is not None:
-                config.steps = self.steps
+            # One torch thread: the window draws on the other core, and torch's threads slow
+            # down many times over when they must share a core with other work.
+            config = EngineConfig(output_rate_hz=fps, threads=1)
+            if steps is not None:
+                config.steps = steps
             try:
-                self._engine = StreamingEngine(checkpoint, self.sites, config,
-                                               accel_range_g=info.accel_range_g,
-                                               gyro_range_dps=info.gyro_range_dps)
+                self.engine = StreamingEngine(checkpoint, self.sites, config,
+                                              accel_range_g=info.accel_range_g,
+                                              gyro_range_dps=info.gyro_range_dps)
             except BaseException:
                 device.disconnect()
                 raise
 
-    def _run(self) -> None:
+    def _read_all(self) -> list[Any]:
+        """Every frame waiting (at least one, or none after 0.1 s)."""
+        out = []
+        try:
+            out.append(self.device.read(timeout_s=0.1))
+            while len(out) < 1000:
+                out.append(self.device.read(timeout_s=0.0))
+        except TimeoutError:
+            pass
+        return out
+
+    def run(self, conn: Any) -> None:
         mean: np.ndarray | None = None
         last_t: float | None = None
         imu_rate, face_rate = _Rate(), _Rate()
         latencies: deque[float] = deque(maxlen=120)
         face = None
-        next_status = 0.0
-        while not self._stop.is_set():
-            try:
-                frame = self._device.read(timeout_s=0.1)
-            except TimeoutError:
+        next_status = next_send = 0.0
+        changes: dict[str, Any] = {}
+        while True:
+            if conn.poll():
+                kind, _ = conn.recv()
+                if kind == "stop":
+                    return
+            frames = self._read_all()
+            if not frames:
                 continue
             now = time.monotonic()
-            accel, gyro = frame.accel[-1].astype(np.float64), frame.gyro[-1]
-            t = float(frame.host_time_s[-1])
-            for _ in range(len(frame.accel)):
-                imu_rate.tick(now)
-            if mean is None:
-                mean = accel.copy()
-            else:
-                dt = max(0.0, t - (last_t if last_t is not None else t))
-                a = 1.0 - math.exp(-dt / ACCEL_TAU_S)
-                mean += a * (frame.accel.mean(axis=0) - mean)
-            last_t = t
-            changes: dict[str, Any] = {"accel": (accel - mean).astype(np.float32),
-                                       "gyro": gyro.astype(np.float32)}
-            if self._engine is not None:
-                self._engine.push(frame)
-                for face in self._engine.pull():
+            for frame in frames:
+                for _ in range(len(frame.accel)):
+                    imu_rate.tick(now)
+                t = float(frame.host_time_s[-1])
+                if mean is None:
+                    mean = frame.accel.mean(axis=0).astype(np.float64)
+                else:
+                    dt = max(0.0, t - (last_t if last_t is not None else t))
+                    mean += (1.0 - math.exp(-dt / ACCEL_TAU_S)) * (frame.accel.mean(axis=0)
+                                                                    - mean)
+                last_t = t
+                if self.engine is not None:
+                    self.engine.push(frame)
+            changes["accel"] = (frames[-1].accel[-1] - mean).astype(np.float32)
+            changes["gyro"] = frames[-1].gyro[-1].astype(np.float32)
+            if self.engine is not None:
+                # One model run for everything that arrived: the engine reads the newest
+                # window, so a busy machine costs frames marked catching_up, not latency.
+                for face in self.engine.pull():
                     face_rate.tick(now)
                     latencies.append(face.latency_s)
                 if face is not None:
@@ -220,7 +339,7 @@ class DeviceLive(LiveSource):
                                       else au_intensities(face.weights))
             if now >= next_status:
                 parts = [f"IMU {imu_rate.per_s(now)}/s"]
-                if self._engine is not None:
+                if self.engine is not None:
                     lat = np.array(latencies or [0.0]) * 1e3
                     parts.append(f"face {face_rate.per_s(now)}/s  latency p50 "
                                  f"{np.percentile(lat, 50):.0f} ms")
@@ -233,12 +352,10 @@ class DeviceLive(LiveSource):
                     parts.append("sensors only (no model)")
                 changes["status"] = "  ".join(parts)
                 next_status = now + 0.5
-            self._publish(**changes)
-
-    def _close(self) -> None:
-        if self._device is not None:
-            self._device.disconnect()
-            self._device = None
+            if now >= next_send:
+                conn.send(("state", changes))
+                changes = {}
+                next_send = now + 1.0 / self.fps
 
 
 def parse_livelink_uri(uri: str) -> tuple[str, int]:

@@ -104,7 +104,9 @@ class FaceLook:
     def vertices(self, weights: np.ndarray) -> np.ndarray:
         """Blended vertices ``(V, 3)`` float32 in the head frame: one matrix product."""
         w = np.asarray(weights, dtype=np.float32).reshape(NUM_BLENDSHAPES)
-        return (self._neutral + w @ self._deltas).reshape(-1, 3)
+        # einsum, not BLAS: a BLAS product this small may be split over threads, and then
+        # takes 100x longer whenever the other cores are busy (ffmpeg, the model).
+        return (self._neutral + np.einsum("k,kn->n", w, self._deltas)).reshape(-1, 3)
 
     def normals(self, vertices: np.ndarray) -> np.ndarray:
         """Unit area-weighted vertex normals ``(V, 3)`` float32 of ``vertices``."""
@@ -146,10 +148,12 @@ class FaceLook:
         return np.clip(colour, 0.0, 1.0).astype(np.float64)
 
     def frame(self, weights: np.ndarray, *, offset_x: float = 0.0,
-              albedo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              albedo: np.ndarray | None = None, head: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One face ready to draw: view-frame vertices ``(V, 3)`` float64, shaded colours
-        ``(V, 3)`` float64, and the head-frame vertices ``(V, 3)`` float32."""
-        head = self.vertices(weights)
+        ``(V, 3)`` float64, and the head-frame vertices ``(V, 3)`` float32 (``head``, when the
+        caller blended them already)."""
+        head = self.vertices(weights) if head is None else head
         normals = self.directions_to_view(self.normals(head))
         return (self.to_view(head, offset_x).astype(np.float64), self.shade(normals, albedo),
                 head)

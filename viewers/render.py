@@ -76,17 +76,17 @@ class PlaybackView:
     def states(self, i: int) -> list[PanelState]:
         pb = self.playback
         truth = pb.truth
-        truth_v = self.look.vertices(pb.weights[truth][i]) if truth is not None else None
+        heads = [self.look.vertices(w[i]) for w in pb.weights]  # each face blended once
         out = []
         for p, w in enumerate(pb.weights):
             albedo = None
-            if truth_v is not None and p != truth:
-                albedo = error_albedo(vertex_error(self.look.vertices(w[i]), truth_v),
-                                      self.error_scale_mm)
+            if truth is not None and p != truth:
+                albedo = error_albedo(vertex_error(heads[p], heads[truth]), self.error_scale_mm)
             glyph = self.scene.has_glyphs(p) and pb.accel is not None
             out.append(PanelState(w[i], albedo=albedo,
                                   accel=pb.accel[i] if glyph and pb.accel is not None else None,
-                                  gyro=pb.gyro[i] if glyph and pb.gyro is not None else None))
+                                  gyro=pb.gyro[i] if glyph and pb.gyro is not None else None,
+                                  head=heads[p]))
         return out
 
     def shown_panel(self) -> int:

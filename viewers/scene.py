@@ -32,12 +32,14 @@ class PanelState:
         albedo: Per-vertex albedo ``(V, 3)`` (error colouring), or None for skin.
         accel: Per-sensor acceleration with gravity removed ``(S, 3)``, m/s², sensor axes.
         gyro: Per-sensor rotation rate ``(S, 3)``, rad/s, sensor axes.
+        head: The blended head-frame vertices ``(V, 3)`` of ``weights``, if already computed.
     """
 
     weights: np.ndarray
     albedo: np.ndarray | None = None
     accel: np.ndarray | None = None
     gyro: np.ndarray | None = None
+    head: np.ndarray | None = None
 
 
 class PanelArrays(NamedTuple):
@@ -72,7 +74,7 @@ class Scene:
     def arrays(self, panel: int, state: PanelState) -> PanelArrays:
         dx = self.offsets[panel]
         vertices, colours, head = self.look.frame(state.weights, offset_x=dx,
-                                                  albedo=state.albedo)
+                                                  albedo=state.albedo, head=state.head)
         glyph = None
         if self.has_glyphs(panel):
             assert self.glyphs is not None

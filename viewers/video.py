@@ -137,10 +137,10 @@ class PngWriter:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ViewerError(f"{self.folder} is a file: --png-dir needs a folder")
-        # A new folder needs a writable parent; an existing one must itself be writable.
+        # A new folder needs a writable parent; an existing one must itself be writable. The
+        # folder is made at the first frame, so a render that fails to start leaves nothing.
         check_output_path(self.folder / f"{prefix}00000.png" if self.folder.exists()
                           else self.folder)
-        self.folder.mkdir(exist_ok=True)
         self.prefix = prefix
         self.frames = 0
 
@@ -149,6 +149,8 @@ class PngWriter:
 
         path = self.folder / f"{self.prefix}{self.frames:05d}.png"
         try:
+            if self.frames == 0:
+                self.folder.mkdir(exist_ok=True)
             Image.fromarray(frame).save(path, compress_level=1)
         except OSError as exc:
             raise ViewerError(f"cannot write {path}: {exc.strerror or exc}") from None

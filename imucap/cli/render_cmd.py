@@ -121,16 +121,17 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.output)
     width, height = parse_size(args.size)
     from imucap.viewers.offscreen import import_open3d
+    from imucap.viewers.video import Mp4Writer, PngWriter, find_ffmpeg
 
-    import_open3d()  # a missing extra fails before any model run
+    # Everything that can fail fails before the input is loaded (a model run can take minutes).
+    import_open3d()
+    if args.output is not None:
+        find_ffmpeg()
+    writers: list = [PngWriter(args.png_dir)] if args.png_dir is not None else []
     rig = load_rig_arg(args.rig)
     playback = load_input(args)
     from imucap.viewers.render import PlaybackFrames, Progress, render_playback
-    from imucap.viewers.video import Mp4Writer, PngWriter
 
-    writers = []
-    if args.png_dir is not None:
-        writers.append(PngWriter(args.png_dir))
     if args.output is not None:
         writers.append(Mp4Writer(args.output, width, height, playback.fps))
     frames = PlaybackFrames(playback, rig, width, height, au_panel=not args.no_aus)
