@@ -235,7 +235,8 @@ def test_format_option_and_its_checks():
 
 
 @pytest.mark.parametrize("name, message", [
-    ("face.mp4", r"video export arrives with the viewers \(issue 6\)"),
+    ("face.mp4", "video is rendered, not written from a track: use imucap render"),
+    ("face.avi", r"video is written as .mp4 \(H.264\)"),
     ("face.fbx", "cannot tell the format of 'face.fbx'"),
     ("face", "cannot tell the format"),
 ])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -117,32 +118,60 @@ def compose(faces: np.ndarray, layout: Layout, state: OverlayState) -> np.ndarra
     for text, x, y in state.labels:
         draw.text((x + 5, y - 6), text, fill=_TEXT, font=small)
     if layout.au_panel:
-        _au_panel(draw, layout, state)
+        _au_panel(canvas, draw, layout, state)
     if layout.timeline:
         _strip(draw, layout, state)
     return np.asarray(canvas)
 
 
-def _au_panel(draw, layout: Layout, state: OverlayState) -> None:  # noqa: ANN001
-    x0, w = layout.width - layout.au_width, layout.au_width
+class _AuRows(NamedTuple):
+    top: float
+    row: float
+    bar_x0: float
+    bar_x1: float
+
+
+def _au_rows(layout: Layout) -> _AuRows:
     h = layout.height - layout.strip_height
-    draw.rectangle([x0, 0, layout.width, h], fill=(250, 250, 251))
-    draw.line([x0, 0, x0, h], fill=_BAR_BG)
-    head = _font(12)
-    draw.text((x0 + 8, 6), "Action Units (0-5)", fill=_TEXT, font=head)
-    if state.au_truth is not None:
-        draw.text((x0 + 8, 21), "bar: shown face   line: truth", fill=_MUTED, font=_font(9))
     top = 36
     row = (h - top - 4) / len(AU_NAMES)
-    font = _font(max(8, min(11, int(row * 0.55))))
+    x0, w = layout.width - layout.au_width, layout.au_width
+    return _AuRows(top, row, x0 + 8 + w * 0.56, layout.width - 8)
+
+
+@lru_cache(maxsize=8)
+def _au_panel_static(layout: Layout, with_truth: bool):  # noqa: ANN202 - a PIL image
+    """The AU panel without its bars' values (drawn once per layout: text is slow)."""
+    from PIL import Image, ImageDraw
+
+    w, h = layout.au_width, layout.height - layout.strip_height
+    panel = Image.new("RGB", (w, h), (250, 250, 251))
+    draw = ImageDraw.Draw(panel)
+    draw.line([0, 0, 0, h], fill=_BAR_BG)
+    draw.text((8, 6), "Action Units (0-5)", fill=_TEXT, font=_font(12))
+    if with_truth:
+        draw.text((8, 21), "bar: shown face   line: truth", fill=_MUTED, font=_font(9))
+    rows = _au_rows(layout)
+    x0 = layout.width - w
+    font = _font(max(8, min(11, int(rows.row * 0.55))))
     label_w = w * 0.56
-    bar_x0, bar_x1 = x0 + 8 + label_w, layout.width - 8
     for i, code in enumerate(AU_NAMES):
-        y = top + i * row
+        y = rows.top + i * rows.row
         label = _fit(draw, f"{code}  {au_row(code).facs_name}", font, label_w - 4)
-        draw.text((x0 + 8, y + row * 0.15), label, fill=_TEXT, font=font)
-        by0, by1 = y + row * 0.2, y + row * 0.8
-        draw.rectangle([bar_x0, by0, bar_x1, by1], fill=_BAR_BG)
+        draw.text((8, y + rows.row * 0.15), label, fill=_TEXT, font=font)
+        draw.rectangle([rows.bar_x0 - x0, y + rows.row * 0.2, rows.bar_x1 - x0,
+                        y + rows.row * 0.8], fill=_BAR_BG)
+    return panel
+
+
+def _au_panel(canvas, draw, layout: Layout, state: OverlayState) -> None:  # noqa: ANN001
+    canvas.paste(_au_panel_static(layout, state.au_truth is not None),
+                 (layout.width - layout.au_width, 0))
+    rows = _au_rows(layout)
+    bar_x0, bar_x1 = rows.bar_x0, rows.bar_x1
+    for i in range(len(AU_NAMES)):
+        y = rows.top + i * rows.row
+        by0, by1 = y + rows.row * 0.2, y + rows.row * 0.8
         if state.aus is not None:
             v = float(np.clip(np.nan_to_num(state.aus[i]), 0, MAX_INTENSITY)) / MAX_INTENSITY
             if v > 0:

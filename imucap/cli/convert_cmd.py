@@ -24,6 +24,7 @@ OUTPUT's extension picks the format:
   .json     imucap face-track JSON (names, fps, times, weights, aus)
   .glb      the rig (built-in head, or --rig) with ARKit shape keys, animated
   .gltf     the same as glTF JSON with the buffer embedded
+  .mp4      a rendered video (as imucap render INPUT -o OUTPUT; one session at a time)
 
 examples:
   imucap convert data/synth --session s000_00 -o s000.glb
@@ -145,9 +146,25 @@ def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> i
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    """``.mp4``: the same as ``imucap render INPUT -o OUTPUT``."""
+    from . import render_cmd
+
+    if args.hop is not None or args.fmt is not None:
+        _note("--hop and --format do not apply to video; see imucap render --help")
+    render_args = argparse.Namespace(
+        input=args.input, output=args.output, png_dir=None, size="960x540", start=None,
+        end=None, no_aus=False, session=args.session, model=args.model, prediction=None,
+        no_model=False, rig=args.rig, fps=args.fps if args.fps is not None else 30.0,
+        steps=args.steps, seed=args.seed)
+    return render_cmd.run(render_args)
+
+
 def run(args: argparse.Namespace) -> int:
     from imucap.export import check_output_path, output_format
 
+    if str(args.output).lower().endswith(".mp4"):
+        return _render(args)
     fmt = output_format(args.output, args.fmt)  # a bad extension fails before any work
     check_output_path(args.output)
     if args.fps is not None and not 0 < args.fps <= 1000:

@@ -10,8 +10,8 @@ glb         ``.glb``         the rig with ARKit morph targets, animated (Blender
 gltf        ``.gltf``        the same as glTF JSON with the buffer embedded
 ==========  ===============  ===============================================================
 
-A ``.csv`` is written as AUs with ``fmt="au"``. Video (``.mp4``) is not written here yet: it
-arrives with the viewers.
+A ``.csv`` is written as AUs with ``fmt="au"``. Video (``.mp4``) is rendered, not written
+here: :mod:`imucap.viewers.render` (``imucap render``, or ``imucap convert … -o clip.mp4``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ _ACCEPTS = {"livelink": (".csv",), "au": (".csv",), "json": (".json",), "glb": (
 
 
 def _video_error(path: Path) -> ExportError:
-    return ExportError(f"{path.name}: video export arrives with the viewers (issue 6); for now "
-                       f"write a .glb and render it in Blender or another glTF viewer")
+    if path.suffix.lower() == ".mp4":
+        return ExportError(f"{path.name}: video is rendered, not written from a track: use "
+                           f"imucap render INPUT -o {path.name} (imucap.viewers.render)")
+    return ExportError(f"{path.name}: video is written as .mp4 (H.264): imucap render INPUT "
+                       f"-o {path.stem}.mp4")
 
 
 def output_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
