@@ -438,7 +438,7 @@ def test_render_errors_are_one_line(gl, dataset, tmp_path, capsys, monkeypatch, 
         message = "give WIDTHxHEIGHT"
     elif case == "end before start":
         args += ["--start", "1", "--end", "0.5"]
-        message = "--end 0.5 must come after --start 1"
+        message = "--end 0.5 must not come before --start 1"
     elif case == "rig without ARKit names":
         args += ["--rig", obj_rig_with_other_names(tmp_path / "rig")]
         message = "named after an ARKit blendshape (found: "

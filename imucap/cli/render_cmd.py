@@ -100,8 +100,8 @@ def load_input(args: argparse.Namespace):  # noqa: ANN201 - a Playback
 
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
-    if args.start is not None and args.end is not None and args.end <= args.start:
-        raise ImucapError(f"--end {args.end:g} must come after --start {args.start:g}")
+    if args.start is not None and args.end is not None and args.end < args.start:
+        raise ImucapError(f"--end {args.end:g} must not come before --start {args.start:g}")
     if args.no_model and (args.prediction or args.model):
         raise ImucapError("--no-model shows the truth alone; leave out --model/--prediction")
     return load_playback(args.input, fps=args.fps, session=args.session, model=args.model,
