@@ -509,3 +509,31 @@ def test_outputs_are_checked_before_the_input_is_loaded(gl, dataset, tmp_path, c
         message = "does not exist"
     code, _, err = cli(capsys, *args)
     one_line_error(code, err, message)
+
+
+# --- a rig from a file: the real ARKit-topology blendshape set ---------------------------------
+
+REFERENCE_ZIP = Path(__file__).resolve().parents[2] / "shared" / "assets" / \
+    "arkit_reference_blendshapes.zip"
+
+
+@pytest.mark.skipif(not REFERENCE_ZIP.is_file(),
+                    reason=f"shared test asset {REFERENCE_ZIP} is absent")
+def test_a_loaded_arkit_rig_renders_and_its_jaw_opens(make_renderer):
+    from imucap.datasets.placement import preset
+    from imucap.datasets.rig_io import load_rig
+    from imucap.viewers.glyphs import SiteGlyphs
+
+    rig = load_rig(REFERENCE_ZIP)
+    look = FaceLook(rig, yaw_deg=0)
+    renderer = make_renderer(Scene(look, 1, glyphs=SiteGlyphs(
+        look, preset("imusic11", rig).attach(rig), axes=True)))
+    base = render1(renderer, weights())
+    x0, y0, x1, y1 = bbox(face_mask(base))
+    assert x0 > 0 and y0 > 0 and x1 < base.shape[1] - 1 and y1 < base.shape[0] - 1
+    assert skin(base).mean() > 0.1, "the loaded face is not in the picture"
+    assert dark_blue(base).sum() > 11 * 10, "the sensor boxes are missing"
+    diff = changed(render1(renderer, weights(jawOpen=1.0)), base)
+    h = y1 - y0
+    assert diff[:y0 + int(0.35 * h)].sum() == 0, "jawOpen moved the forehead"
+    assert diff[y0 + int(0.6 * h):].sum() > 1000, "jawOpen did not open the loaded rig's mouth"

@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="--device: show the sensors only, on a still face")
     live.add_argument("--steps", type=int, default=None, help="DDIM steps (default: model's)")
     live.add_argument("--rate-hz", type=float, default=None, help="ask the device for this rate")
-    _window_options(live, fps=60.0)
+    live.add_argument("--rig", default=None, metavar="PATH", help="face to show it on")
+    _window_options(live, fps=30.0)
     live.set_defaults(run=run_live)
 
     session = views.add_parser("session", help="play a session or take with a timeline",
@@ -133,7 +134,7 @@ def run_live(args: argparse.Namespace) -> int:
 
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
-    rig = load_rig_arg(None)
+    rig = load_rig_arg(args.rig)
     look = FaceLook(rig)
     if args.device is not None:
         source = DeviceLive(args.device, model=None if args.no_model else args.model,
