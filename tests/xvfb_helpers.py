@@ -63,3 +63,17 @@ def virtual_screen(tmp: Path, size: str = "1280x800x24") -> Iterator[tuple[str, 
                     proc.kill()
             return
     raise RuntimeError("no free X display number for Xvfb")
+
+
+def wait_for_screen(framebuffer: str | os.PathLike[str], looks_right, *, timeout_s: float = 60.0,
+                    proc: subprocess.Popen | None = None, every_s: float = 0.2) -> np.ndarray:
+    """Screenshots until ``looks_right(screen)`` holds; returns that screen, or the last one
+    taken when ``timeout_s`` passes or ``proc`` ends first (the caller's assertion then says
+    what is missing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        screen = read_xwd(framebuffer)
+        if looks_right(screen) or time.monotonic() > deadline or (
+                proc is not None and proc.poll() is not None):
+            return screen
+        time.sleep(every_s)

@@ -115,6 +115,8 @@ class FaceWindow:
         quit_after_s: Close by itself after this many seconds (demos, scripted checks).
         on_frame: Called with each shown picture (tests, recording).
         site_labels: Names drawn beside the sensor glyphs of the first panel.
+        step_s: How far the arrow keys move playback (one frame of the played track; by
+            default one window frame, ``1 / fps``).
     """
 
     def __init__(self, title: str, scene: Scene, next_frame: Callable[[], WindowFrame | None],
@@ -122,7 +124,7 @@ class FaceWindow:
                  size: tuple[int, int] = (1280, 720), au_panel: bool = True,
                  quit_after_s: float | None = None,
                  on_frame: Callable[[np.ndarray], None] | None = None,
-                 site_labels: tuple[str, ...] = ()) -> None:
+                 site_labels: tuple[str, ...] = (), step_s: float | None = None) -> None:
         try:
             import tkinter as tk
             from tkinter import ttk
@@ -141,6 +143,8 @@ class FaceWindow:
         self.on_frame = on_frame
         self.frames_shown = 0
         self.site_labels = site_labels
+        self.step_s = step_s if step_s is not None else 1.0 / fps
+        self._after_id: str | None = None
         self.layout = Layout(size[0], size[1], au_panel=au_panel, timeline=True)
         fw, fh = self.layout.face_size
         self.renderer = OffscreenRenderer(scene, fw, fh)
@@ -165,16 +169,19 @@ class FaceWindow:
         if timeline is not None:
             bar = ttk.Frame(root, padding=4)
             bar.pack(side=tk.TOP, fill=tk.X)
-            self.play = ttk.Button(bar, text="Pause", width=7, command=self._on_play)
+            self.play = ttk.Button(bar, text="Pause", width=7, command=self._on_play,
+                                   takefocus=False)
             self.play.pack(side=tk.LEFT)
             self.slider = ttk.Scale(bar, from_=timeline.start_s,
                                     to=max(timeline.end_s, timeline.start_s + 1e-3),
-                                    orient=tk.HORIZONTAL, command=self._on_scrub)
+                                    orient=tk.HORIZONTAL, command=self._on_scrub,
+                                    takefocus=False)
             self.slider.pack(side=tk.LEFT, fill=tk.X, expand=True, padx=8)
             self._setting_slider = False
             self.speed = tk.StringVar(value="1x")
             menu = ttk.OptionMenu(bar, self.speed, "1x", *[f"{s:g}x" for s in SPEEDS],
                                   command=self._on_speed)
+            menu.configure(takefocus=False)
             menu.pack(side=tk.LEFT)
             root.bind("<space>", lambda e: self._on_play())
             root.bind("<Left>", lambda e: self._step(-1))
@@ -199,7 +206,7 @@ class FaceWindow:
 
     def _step(self, frames: int) -> None:
         if self.timeline is not None:
-            self.timeline.step(frames, self.fps)
+            self.timeline.step(frames, 1.0 / self.step_s)
             self.play.configure(text="Play")
 
     def _on_scrub(self, value: str) -> None:
@@ -237,19 +244,25 @@ class FaceWindow:
 
     # --- frames -----------------------------------------------------------------------------
     def _tick(self) -> None:
+        self._after_id = None
         if self._closed:
             return
         t0 = time.monotonic()
         if self.quit_after_s is not None and t0 - self._start >= self.quit_after_s:
             self.close()
             return
-        frame = self.next_frame()
-        if frame is None and self._dirty:
-            frame = self._last
-        if frame is not None:
-            self._show(frame)
+        try:
+            frame = self.next_frame()
+            if frame is None and self._dirty:
+                frame = self._last
+            if frame is not None:
+                self._show(frame)
+        except BaseException as exc:
+            self._error = exc  # raised again from run(): a bug must not freeze the window
+            self.close()
+            return
         delay = max(1, int((1.0 / self.fps - (time.monotonic() - t0)) * 1000))
-        self.root.after(delay, self._tick)
+        self._after_id = self.root.after(delay, self._tick)
 
     def _show(self, frame: WindowFrame) -> None:
         from PIL import Image
@@ -283,11 +296,15 @@ class FaceWindow:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._after_id is not None:
+                self.root.after_cancel(self._after_id)
+                self._after_id = None
             self.root.quit()
 
     def run(self) -> int:
         """Show the window until it is closed; returns the number of frames shown."""
-        self.root.after(1, self._tick)
+        self._error: BaseException | None = None
+        self._after_id = self.root.after(1, self._tick)
         try:
             self.root.mainloop()
         finally:
@@ -297,4 +314,6 @@ class FaceWindow:
             except self.tk.TclError:
                 pass
             self.renderer.close()
+        if self._error is not None:
+            raise self._error
         return self.frames_shown

@@ -20,8 +20,9 @@ examples:
   imucap view session data/synth --session s000_00     truth beside prediction, timeline
   imucap view placement imusic11                       where the sensors sit, with axes
 
-In the window: drag to orbit, wheel to zoom, ctrl-drag to pan; for sessions space plays or
-pauses and the arrow keys step a frame. Without a display, use imucap render.
+In the window: drag to orbit, wheel to zoom, double-click to reset the view; for sessions
+space plays or pauses and the arrow keys step a frame. Esc or q closes it. Without a
+display, use imucap render.
 """
 
 
@@ -117,7 +118,7 @@ def run_session(args: argparse.Namespace) -> int:
         return WindowFrame(view.states(i), view.overlay(i, no_x, speed))
 
     window = _window(args, f"imucap - {playback.source}", view.scene, next_frame,
-                     timeline=clock)
+                     timeline=clock, step_s=1.0 / playback.fps)
     n = window.run()
     print(f"showed {n} frames of {playback.source}")
     return 0
