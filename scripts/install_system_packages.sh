@@ -5,9 +5,7 @@
 #                               (its glTF importer needs numpy, which blender does not pull in)
 #   libusb-1.0-0                Open3D (the [viewer] extra) will not import without it
 #   libegl1, libgl1-mesa-dri    Mesa's software OpenGL: headless rendering (imucap render)
-#   xvfb, xauth, mesa-vulkan-drivers, libvulkan1
-#                               a virtual screen and software Vulkan, for the windowed viewer
-#                               tests (Open3D's GUI picks Vulkan on a software device)
+#   xvfb                        a virtual screen for the viewer window tests (real Tk windows)
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
@@ -24,6 +22,6 @@ install_group() {
   fi
 }
 install_group "viewer" libusb-1.0-0 libegl1 libgl1-mesa-dri
-install_group "viewer window" xvfb xauth mesa-vulkan-drivers libvulkan1
+install_group "viewer window" xvfb
 command -v blender >/dev/null 2>&1 || install_group "Blender glTF" blender python3-numpy
 exit 0
