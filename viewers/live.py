@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,8 +66,8 @@ class _Rate:
         return len(self._times)
 
 
-class LiveSource:
-    """Base: a thread that fills :attr:`state` until :meth:`stop`."""
+class LiveSource(ABC):
+    """Base: a thread that fills the state :meth:`latest` returns, until :meth:`stop`."""
 
     sites: tuple[str, ...] = ()
 
@@ -85,8 +86,9 @@ class LiveSource:
         self._thread.start()
         return self
 
-    def _open(self) -> None:  # runs in the caller: errors here are the user's to see
-        pass
+    @abstractmethod
+    def _open(self) -> None:
+        """Connect; runs in the caller, so an error here is the user's to see."""
 
     def _guarded(self) -> None:
         try:
@@ -98,11 +100,13 @@ class LiveSource:
         finally:
             self._close()
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The thread's work: read the source and :meth:`_publish` until ``_stop`` is set."""
 
+    @abstractmethod
     def _close(self) -> None:
-        pass
+        """Release what :meth:`_open` took; runs when the thread ends."""
 
     def _publish(self, **changes: Any) -> None:
         with self._lock:
