@@ -55,9 +55,9 @@ def view_rotation(yaw_deg: float = DEFAULT_YAW_DEG, pitch_deg: float = DEFAULT_P
 _KEY = np.array([-0.55, 0.55, 0.63])
 _FILL = np.array([0.75, 0.05, 0.66])
 _RIM = np.array([0.0, 0.5, -0.86])
-_KEY /= np.linalg.norm(_KEY)
-_FILL /= np.linalg.norm(_FILL)
-_RIM /= np.linalg.norm(_RIM)
+_KEY = (_KEY / np.linalg.norm(_KEY)).astype(np.float32)
+_FILL = (_FILL / np.linalg.norm(_FILL)).astype(np.float32)
+_RIM = (_RIM / np.linalg.norm(_RIM)).astype(np.float32)
 
 
 class FaceLook:
@@ -139,9 +139,9 @@ class FaceLook:
         """
         n = np.asarray(view_normals, dtype=np.float32)
         wrap = 0.35  # wrapped diffuse: a soft terminator instead of a hard one
-        key = np.clip((n @ _KEY.astype(np.float32) + wrap) / (1 + wrap), 0.0, 1.0)
-        fill = np.clip(n @ _FILL.astype(np.float32), 0.0, 1.0)
-        rim = np.clip(n @ _RIM.astype(np.float32), 0.0, 1.0) ** 2
+        key = np.clip((n @ _KEY + wrap) / (1 + wrap), 0.0, 1.0)
+        fill = np.clip(n @ _FILL, 0.0, 1.0)
+        rim = np.clip(n @ _RIM, 0.0, 1.0) ** 2
         light = 0.22 + 0.72 * key + 0.22 * fill + 0.18 * rim
         base = SKIN if albedo is None else np.asarray(albedo, dtype=np.float32)
         colour = base * light[:, None]
@@ -158,12 +158,15 @@ class FaceLook:
         return (self.to_view(head, offset_x).astype(np.float64), self.shade(normals, albedo),
                 head)
 
+    def bound_corners(self) -> np.ndarray:
+        """The 8 corners ``(8, 3)`` of :attr:`bounds`, head frame."""
+        lo, hi = self.bounds
+        return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                         for z in (lo[2], hi[2])], dtype=np.float32)
+
     def panel_width(self) -> float:
         """Spacing (metres) of faces side by side in the view."""
-        lo, hi = self.bounds
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])], dtype=np.float32)
-        view = self.to_view(corners)
+        view = self.to_view(self.bound_corners())
         return float(view[:, 0].max() - view[:, 0].min()) * 1.12
 
 
@@ -231,9 +234,7 @@ def frame_camera(look: FaceLook, n_panels: int, width: int, height: int, *,
                  fov_y_deg: float = 22.0, margin: float = 1.10) -> Camera:
     """A camera that shows ``n_panels`` faces side by side (at :func:`panel_offsets`) whole,
     with ``margin`` around them, in a ``width`` × ``height`` image."""
-    lo, hi = look.bounds
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])], dtype=np.float32)
+    corners = look.bound_corners()
     offsets = panel_offsets(look, n_panels)
     pts = np.concatenate([look.to_view(corners, dx) for dx in offsets])
     pmin, pmax = pts.min(axis=0), pts.max(axis=0)

@@ -72,9 +72,9 @@ class Playback:
 
     def frame_mae(self) -> np.ndarray | None:
         """Per-frame mean absolute weight error of the other panel against the truth."""
-        if self.truth is None or len(self.weights) < 2:
+        if self.truth is None or len(self.weights) != 2:
             return None
-        other = 1 - self.truth if len(self.weights) == 2 else self.truth + 1
+        other = 1 - self.truth
         return np.abs(self.weights[other] - self.weights[self.truth]).mean(axis=1)
 
 
@@ -84,7 +84,8 @@ def _grid(starts: list[float], ends: list[float], fps: float) -> np.ndarray:
     return t0 + np.arange(n) / fps
 
 
-def _note(text: str) -> None:
+def note(text: str) -> None:
+    """Print ``imucap: note: text`` on stderr (something the user should know, not an error)."""
     print(f"imucap: note: {text}", file=sys.stderr, flush=True)
 
 
@@ -188,7 +189,7 @@ def _predict(s: Any, info: Any, *, model: str | None, fps: float, steps: int | N
                           "show the truth alone") from None
     ckpt_path = resolve_checkpoint(model)
     ckpt = load_checkpoint(ckpt_path)
-    _note(f"running {ckpt_path.name} over {source} ({s.imu_time_s[-1] - s.imu_time_s[0]:.1f} s)")
+    note(f"running {ckpt_path.name} over {source} ({s.imu_time_s[-1] - s.imu_time_s[0]:.1f} s)")
     return infer_session(ckpt, s.imu_time_s, s.accel, s.gyro, info.sites,
                          fps=max(fps, 30.0), steps=steps, seed=seed,
                          hop_frames=hop or DEFAULT_HOP_FRAMES, device=device, threads=threads,

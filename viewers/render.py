@@ -20,12 +20,8 @@ from .glyphs import SiteGlyphs
 from .look import DEFAULT_ERROR_SCALE_MM, FaceLook, error_albedo, vertex_error
 from .offscreen import OffscreenRenderer
 from .overlay import Layout, OverlayState, compose
-from .playback import Playback
+from .playback import Playback, note
 from .scene import PanelState, Scene
-
-
-def _note(text: str) -> None:
-    print(f"imucap: note: {text}", file=sys.stderr, flush=True)
 
 
 def attach_placement(rig: Rig, placement: dict[str, Any] | None, sites: Sequence[str]
@@ -39,10 +35,10 @@ def attach_placement(rig: Rig, placement: dict[str, Any] | None, sites: Sequence
     try:
         attached = Placement.from_json(placement, source="the dataset's placement").attach(rig)
     except PlacementError as exc:
-        _note(f"sensors not shown: {exc}")
+        note(f"sensors not shown: {exc}")
         return None
     if tuple(attached.names) != tuple(sites):
-        _note("sensors not shown: the placement's sites differ from the IMU data's")
+        note("sensors not shown: the placement's sites differ from the IMU data's")
         return None
     return attached
 
@@ -182,16 +178,14 @@ class Progress:
 
 
 def render_playback(frames: PlaybackFrames, writers: Sequence[Any], *,
-                    progress: Callable[[int], None] | None = None,
-                    indices: Sequence[int] | None = None) -> int:
-    """Draw every frame (or ``indices``) into every writer; returns the frame count.
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Draw every frame into every writer; returns the frame count.
 
     On any error the writers are aborted (no partial MP4 is left under the real name).
     """
-    order = range(len(frames.playback)) if indices is None else indices
     n = 0
     try:
-        for i in order:
+        for i in range(len(frames.playback)):
             image = frames.frame(i)
             for w in writers:
                 w.write(image)

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="960x540", metavar="WxH",
                    help="frame size in pixels, even numbers (default 960x540)")
     p.add_argument("--no-aus", action="store_true", help="leave out the AU bars")
-    p.set_defaults(run=run, fps=30.0)
+    p.set_defaults(run=run)
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rig", default=None, metavar="PATH",
                    help="face to show (.glb/.gltf/.vrm, or a folder/zip of OBJ targets); the "
                         "built-in head by default")
-    p.add_argument("--fps", type=float, help="frame rate (default 30)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
     p.add_argument("--start", type=float, default=None, metavar="S",

@@ -94,8 +94,6 @@ def _check_display(what: str) -> None:
 
 def run_session(args: argparse.Namespace) -> int:
     _check_display("session")
-    if args.fps is None:
-        args.fps = 30.0
     from imucap.viewers.look import FaceLook
     from imucap.viewers.render import PlaybackView
     from imucap.viewers.window import PlaybackClock, WindowFrame
