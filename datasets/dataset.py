@@ -831,6 +831,12 @@ class DatasetWriter:
         self._checkpoint()
         return entry
 
+    def set_generator(self, generator: dict[str, Any]) -> None:
+        """Replace the free-form ``generator`` description (what made the dataset), for
+        writers that know the whole story only at the end (the recording builder)."""
+        self._info = _replace(self._info, generator=dict(generator))
+        self._checkpoint()
+
     def finish(self, *, splits: Mapping[str, Sequence[str]] | None = None, seed: int = 0,
                fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> DatasetInfo:
         """Make the splits (by subject, unless given), compute the training statistics and

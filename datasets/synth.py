@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import imucap
-from imucap.rotations import matrix_to_rotvec, rotvec_to_matrix
+from imucap.rotations import matrix_to_rotvec, rotvec_to_matrix, ypr_to_rotvec
 
 from .chip_specs import MAGNETOMETER
 from .dataset import (
@@ -330,14 +330,6 @@ def _take_tasks(paths: list[Path], **common: Any) -> list[_Task]:
     return tasks
 
 
-def _ypr_to_rotvec(ypr: np.ndarray) -> np.ndarray:
-    """Rotation vectors of head yaw (about +y), pitch (about +x) and roll (about +z)."""
-    yaw = rotvec_to_matrix(ypr[:, 0:1] * np.array([0.0, 1.0, 0.0]))
-    pitch = rotvec_to_matrix(ypr[:, 1:2] * np.array([1.0, 0.0, 0.0]))
-    roll = rotvec_to_matrix(ypr[:, 2:3] * np.array([0.0, 0.0, 1.0]))
-    return matrix_to_rotvec(yaw @ pitch @ roll)
-
-
 def _simulate_take(task: _Task, rig: Rig, placement: Placement) -> SessionRecord:
     """Simulate the IMUs of a real take; its own frames are the stored truth."""
     from .takes import TakeError, read_take
@@ -358,7 +350,7 @@ def _simulate_take(task: _Task, rig: Rig, placement: Placement) -> SessionRecord
     grid = np.arange(int(np.floor(take.time_s[-1] * take_rate)) + 1) / take_rate
     uniform_w = np.stack([np.interp(grid, take.time_s, take.weights[:, j])
                           for j in range(take.weights.shape[1])], axis=1)
-    head = _ypr_to_rotvec(take.head_ypr) if take.head_ypr is not None else \
+    head = ypr_to_rotvec(take.head_ypr) if take.head_ypr is not None else \
         np.zeros((len(take.time_s), 3))
     uniform_h = np.stack([np.interp(grid, take.time_s, head[:, j]) for j in range(3)], axis=1)
     margin = int(round(MARGIN_S * rate))

@@ -86,6 +86,9 @@ class ClockMapper:
         self._windows: deque[tuple[float, float]] = deque()  # closed windows: (device_s, offset)
         self._current: tuple[int, float, float] | None = None  # window index, device_s, offset
         self._probes: deque[tuple[float, float, float]] = deque()  # device_s, offset, rtt
+        #: Every probe as observed, ``(host_t1_s, device_rx_us, device_tx_us, host_t4_s)``,
+        #: newest last, for a recorder to drain and store (bounded: the oldest fall off).
+        self.probe_log: deque[tuple[float, int, int, float]] = deque(maxlen=4096)
         self._a = 0.0
         self._b = 0.0
         self._ref = 0.0
@@ -118,6 +121,7 @@ class ClockMapper:
     def add_probe(self, host_t1_s: float, device_rx_us: int, device_tx_us: int,
                   host_t4_s: float) -> None:
         """A PING sent at ``host_t1_s`` was answered with a PONG received at ``host_t4_s``."""
+        self.probe_log.append((host_t1_s, device_rx_us, device_tx_us, host_t4_s))
         d_mid = (device_rx_us + device_tx_us) * 0.5e-6
         rtt = (host_t4_s - host_t1_s) - (device_tx_us - device_rx_us) * 1e-6
         if rtt < 0:

@@ -34,3 +34,13 @@ def _skew(v: np.ndarray) -> np.ndarray:
     zero = np.zeros_like(x)
     return np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1),
                      np.stack([-y, x, zero], -1)], -2)
+
+
+def ypr_to_rotvec(ypr: np.ndarray) -> np.ndarray:
+    """Rotation vectors of head yaw (about +y), pitch (about +x) and roll (about +z), applied
+    in that order (as Live Link Face and ARKit report a head), ``(T, 3)`` radians."""
+    ypr = np.asarray(ypr, dtype=np.float64)
+    yaw = rotvec_to_matrix(ypr[:, 0:1] * np.array([0.0, 1.0, 0.0]))
+    pitch = rotvec_to_matrix(ypr[:, 1:2] * np.array([1.0, 0.0, 0.0]))
+    roll = rotvec_to_matrix(ypr[:, 2:3] * np.array([0.0, 0.0, 1.0]))
+    return matrix_to_rotvec(yaw @ pitch @ roll)

@@ -844,16 +844,18 @@ def test_view_live_from_livelink_command_shows_the_phones_face(screen):
 
 
 @pytest.mark.parametrize("uri, message", [
-    ("livelink://127.0.0.1", "give the UDP port to listen on"),
-    ("livelink://host:notaport", "give the UDP port to listen on"),
-    ("http://x:1", "expected livelink://[HOST]:PORT"),
+    ("livelink://host:notaport", "the port must be a number"),
+    ("http://x:1", "expected livelink://[HOST][:PORT]"),
 ])
 def test_bad_livelink_uris_are_one_line_errors(display, uri, message, capsys):
-    from imucap.viewers.live import parse_livelink_uri
+    from imucap.truth.livelink import parse_livelink_uri
 
     with pytest.raises(ImucapError, match=re.escape(message)):
         parse_livelink_uri(uri)
-    assert parse_livelink_uri("livelink://:11111") == ("0.0.0.0", 11111)
+    # Loopback unless the user names an address: the receiver listens on a network.
+    assert parse_livelink_uri("livelink://:11111") == ("127.0.0.1", 11111)
+    assert parse_livelink_uri("livelink://0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_livelink_uri("livelink://") == ("127.0.0.1", 11111)
     code = main(["view", "live", "--from", uri])
     out, err = capsys.readouterr()
     assert code == 2 and out == "", err

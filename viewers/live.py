@@ -16,7 +16,6 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -362,28 +361,14 @@ class _DeviceLoop:
                 next_send = now + 1.0 / self.fps
 
 
-def parse_livelink_uri(uri: str) -> tuple[str, int]:
-    """``livelink://[host]:port`` → ``(host, port)`` to listen on (host 0.0.0.0 if empty)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "livelink":
-        raise ImucapError(f"--from {uri}: expected livelink://[HOST]:PORT, such as "
-                          f"livelink://:11111")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        raise ImucapError(f"--from {uri}: give the UDP port to listen on, such as "
-                          f"livelink://:11111")
-    return parts.hostname or "0.0.0.0", port
-
-
 class LiveLinkLive(LiveSource):
     """Live Link Face packets (version 6) arriving on a UDP port."""
 
     def __init__(self, uri: str) -> None:
         super().__init__()
-        self.host, self.port = parse_livelink_uri(uri)
+        from imucap.truth.livelink import parse_livelink_uri
+
+        self.host, self.port = parse_livelink_uri(uri, option="--from")
         self._receiver: Any = None
 
     def _open(self) -> None:

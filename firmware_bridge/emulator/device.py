@@ -223,6 +223,11 @@ class EmulatedArray:
         self._next_stall = self._schedule(self.config.faults.stall_every_s)
         self._next_disconnect = self._schedule(self.config.faults.disconnect_every_s)
 
+    @property
+    def motion(self) -> MotionSource:
+        """What the sensors measure."""
+        return self._motion
+
     # ------------------------------------------------------------------ clock
 
     def device_time_us(self, host_s: float | None = None) -> int:

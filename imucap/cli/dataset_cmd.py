@@ -45,6 +45,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     s.set_defaults(run=run_synth)
 
+    b = verbs.add_parser("build", help="turn recorded sessions into a dataset",
+                         description="Turn session files from `imucap record` into the dataset "
+                                     "format the simulator writes: clocks fitted, truth "
+                                     "aligned, cut at gaps.")
+    b.add_argument("sessions", nargs="+", help="session .mcap files or folders of them")
+    b.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    b.add_argument("--name", default=None, help="dataset name (default: the folder's)")
+    b.add_argument("--min-segment-s", type=float, default=5.0,
+                   help="shortest stretch of paired data kept (default 5)")
+    b.add_argument("--max-gap-s", type=float, default=0.25,
+                   help="a gap longer than this in either stream cuts the recording")
+    b.add_argument("--seed", type=int, default=0, help="seed of the subject split")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    b.set_defaults(run=run_build)
+
     i = verbs.add_parser("info", help="what a dataset holds")
     i.add_argument("path", help="dataset folder")
     i.set_defaults(run=run_info)
@@ -110,6 +125,25 @@ def run_synth(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {len(info.sessions)} sessions, {minutes:.1f} subject-minutes, "
           f"{len(info.sites)} sites at {info.imu_rate_hz:g} Hz, in "
           f"{time.monotonic() - start:.1f} s")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from imucap.record.build import build_dataset
+
+    report = build_dataset(args.sessions, args.out, name=args.name,
+                           min_segment_s=args.min_segment_s, max_gap_s=args.max_gap_s,
+                           overwrite=args.overwrite, seed=args.seed,
+                           progress=_Progress("building"))
+    for row in report.recordings:
+        residual = "-" if row["residual_ms"] is None else f"{row['residual_ms']:.2f} ms"
+        note = f" ({row['alignment_error']})" if row["alignment_error"] else ""
+        print(f"{row['file']}: {len(row['sessions'])} session(s), {row['seconds']:.1f} s, "
+              f"sync residual {residual}{note}")
+    for file, reason in report.skipped:
+        print(f"skipped {file}: {reason}")
+    info = report.info
+    print(f"wrote {args.out}: {len(info.sessions)} sessions of {len(info.subjects)} subject(s)")
     return 0
 
 

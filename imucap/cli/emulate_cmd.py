@@ -11,6 +11,7 @@ from imucap.firmware_bridge.emulator import (
     EmulatorConfig,
     FaultConfig,
     PtyRunner,
+    SyntheticMotion,
     TcpRunner,
     UdpRunner,
 )
@@ -37,6 +38,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clock-drift-ppm", type=float, default=0.0,
                    help="make the device clock run fast (or slow) by this much")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    ph = p.add_argument_group("an emulated iPhone (Live Link Face) filming the same face")
+    ph.add_argument("--phone", default=None, metavar="livelink://HOST:PORT",
+                    help="also send the face the sensors feel as Live Link Face packets, as "
+                         "an iPhone would (try `imucap record --truth livelink://:PORT`)")
+    ph.add_argument("--phone-latency-ms", type=float, default=60.0,
+                    help="delay from the face moving to the packet leaving")
+    ph.add_argument("--phone-drift-ppm", type=float, default=0.0,
+                    help="make the phone's clock run fast (or slow) by this much")
+    ph.add_argument("--phone-jitter-ms", type=float, default=3.0, help="mean extra delay")
+    ph.add_argument("--taps-every", type=float, default=0.0, metavar="S",
+                    help="the wearer taps the chin sensor every S seconds, from 3 s in "
+                         "(the alignment event)")
     f = p.add_argument_group("faults (each off by default)")
     f.add_argument("--drop", type=float, default=0.0, help="chance a frame is lost")
     f.add_argument("--corrupt", type=float, default=0.0, help="chance a frame has a bad byte")
@@ -60,6 +73,26 @@ def _host_port(text: str, flag: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _phone(args: argparse.Namespace, array: EmulatedArray) -> object:
+    """The emulated phone: what it films is what the array's sensors feel at that moment."""
+    import numpy as np
+
+    from imucap.truth.emulated_phone import EmulatedPhone
+    from imucap.truth.livelink import parse_livelink_uri
+
+    host, port = parse_livelink_uri(args.phone, option="--phone")
+    motion = array.motion
+    if not hasattr(motion, "blendshapes"):
+        raise ImucapError("--phone needs the synthetic face motion")
+
+    def face(host_s: float) -> np.ndarray:
+        return motion.blendshapes(np.array([array.device_time_us(host_s) * 1e-6]))[0]
+
+    return EmulatedPhone(face, host=host, port=port, latency_s=args.phone_latency_ms / 1e3,
+                         clock_drift_ppm=args.phone_drift_ppm,
+                         jitter_s=args.phone_jitter_ms / 1e3, seed=args.seed)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         sites = site_preset(f"sensors{args.sensors}" if args.sensors else args.sites)
@@ -75,7 +108,16 @@ def run(args: argparse.Namespace) -> int:
                                 clock_drift_ppm=args.clock_drift_ppm, faults=faults)
     except ValueError as exc:
         raise ImucapError(str(exc)) from None
-    array = EmulatedArray(config)
+    motion = None
+    if args.taps_every < 0:
+        raise ImucapError("--taps-every must not be negative")
+    if args.taps_every:
+        hours = (args.duration or 4 * 3600.0) + 10.0
+        taps = tuple(config.clock_offset_s + 3.0 + k * args.taps_every
+                     for k in range(int(hours / args.taps_every) + 1))
+        motion = SyntheticMotion(sites, rate_hz=args.rate_hz, seed=args.seed, taps_s=taps)
+    array = EmulatedArray(config, motion=motion)
+    phone = _phone(args, array) if args.phone else None
     if args.tcp:
         runner = TcpRunner(array, *_host_port(args.tcp, "--tcp"))
     elif args.udp:
@@ -102,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
     if faults.any():
         print("  faults on: " + ", ".join(f"{k}={v}" for k, v in vars(faults).items()
                                           if v and k not in ("seed", "stall_s", "disconnect_s")))
+    if phone is not None:
+        phone.start()
+        print(f"  emulated iPhone: Live Link Face to {args.phone} (latency "
+              f"{args.phone_latency_ms:g} ms, clock drift {args.phone_drift_ppm:+g} ppm)")
     print("Ctrl-C stops.", flush=True)
     start = time.monotonic()
     try:
@@ -112,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if phone is not None:
+            phone.stop()
         runner.stop()
     rep = array.report
     print(f"sent {rep.frames_sent} intact frames ({rep.samples_sent} samples); injected: "

@@ -17,14 +17,17 @@ from . import (
     emulate_cmd,
     eval_cmd,
     finetune_cmd,
+    record_cmd,
     render_cmd,
+    session_cmd,
     stream_cmd,
     train_cmd,
     view_cmd,
 )
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
-            finetune_cmd, convert_cmd, render_cmd, view_cmd)
+            finetune_cmd, convert_cmd, render_cmd, view_cmd, record_cmd,
+            session_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

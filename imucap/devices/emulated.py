@@ -19,6 +19,7 @@ from imucap.firmware_bridge.emulator import (
     EmulatorConfig,
     FaultConfig,
     FaultReport,
+    MotionSource,
     PtyRunner,
 )
 from imucap.firmware_bridge.sites import site_preset
@@ -33,9 +34,12 @@ class EmulatorDeviceConfig(SerialConfig):
 
     Attributes:
         emulator: What the emulated array looks like and which faults it injects.
+        motion: What its sensors measure (a :class:`MotionSource`); None for the default
+            synthetic face.
     """
 
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
+    motion: MotionSource | None = None
     port: str | None = "(emulator)"
 
 
@@ -45,7 +49,7 @@ class EmulatorDevice(SerialDevice):
     type_name = "emulator"
 
     def __init__(self, config: EmulatorDeviceConfig) -> None:
-        self.array = EmulatedArray(config.emulator)
+        self.array = EmulatedArray(config.emulator, motion=config.motion)
         self.runner = PtyRunner(self.array)
         config.port = self.runner.port
         super().__init__(config)

@@ -18,6 +18,7 @@ Options follow a ``?``, ``&``-separated: stream settings for any device (``rate_
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import fields
 from urllib.parse import parse_qsl
@@ -114,6 +115,10 @@ def stream_settings(params: dict[str, str]) -> dict[str, object]:
     return out
 
 
+#: Schemes whose device is defined outside this package, and the module that registers it.
+_LAZY_SCHEMES = {"replay": "imucap.record.replay"}
+
+
 def open_device(uri: str) -> ImuDevice:
     """Build (not connect) the device a URI names.
 
@@ -123,6 +128,8 @@ def open_device(uri: str) -> ImuDevice:
     from . import emulated, serial, tcp  # noqa: F401  (register their schemes)
 
     scheme, target, params = split_uri(uri)
+    if scheme in _LAZY_SCHEMES:  # devices that live in a later room register on import
+        importlib.import_module(_LAZY_SCHEMES[scheme])
     factories = device_schemes()
     if scheme not in factories:
         known = ", ".join(f"{s}:" for s in sorted(factories))

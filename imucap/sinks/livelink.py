@@ -365,7 +365,8 @@ class LiveLinkReceiver:
 
     Args:
         port: UDP port to listen on; 0 picks a free one (see :attr:`address`).
-        host: Address to listen on; ``0.0.0.0`` is every IPv4 interface.
+        host: Address to listen on: loopback by default (it listens on a network, so every
+            other address is the caller's choice); ``0.0.0.0`` is every IPv4 interface.
         queue_size: Packets kept for :meth:`read`.
 
     Example:
@@ -376,7 +377,7 @@ class LiveLinkReceiver:
 
     _POLL_S = 0.1
 
-    def __init__(self, port: int = DEFAULT_PORT, host: str = "0.0.0.0", *,
+    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", *,
                  queue_size: int = 1024) -> None:
         self.host = host
         self.port = 0 if port == 0 else check_port(port, "Live Link receiver")

@@ -1,0 +1,182 @@
+"""The recording workflow as a user runs it, each step a real ``imucap`` process.
+
+``imucap emulate`` serves an array on a pseudo-terminal and plays the same face as an iPhone
+would over Live Link Face (its own clock, latency, jitter, chin taps); ``imucap record`` records
+both; ``imucap session info/align`` inspect and re-align; ``imucap dataset build`` makes a
+dataset; ``imucap train`` trains on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imucap.record.session_file import read_session
+from imucap.sync.session_sync import SYNC_METADATA
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def imucap(*args: str, stdin: str | None = None, timeout: float = 120
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imucap", *args], input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def record_session(folder: Path, subject: str, seconds: float, seed: int) -> Path:
+    pty = folder / f"imu-{subject}"
+    port = free_udp_port()
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "imucap", "emulate", "--pty", str(pty), "--seed", str(seed),
+         "--phone", f"livelink://127.0.0.1:{port}", "--phone-latency-ms", "70",
+         "--phone-drift-ppm", "30", "--taps-every", "6", "--duration", str(seconds + 15)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not pty.exists():
+            assert emu.poll() is None, emu.communicate()
+            assert time.monotonic() < deadline, "the emulator did not start"
+            time.sleep(0.1)
+        rec = subprocess.Popen(
+            [sys.executable, "-m", "imucap", "record", "--device", f"serial:{pty}",
+             "--truth", f"livelink://:{port}", "--subject", subject, "--out", str(folder),
+             "--name", f"{subject}_s1", "--notes", "test session"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(seconds / 2)
+        rec.stdin.write("m halfway\n")
+        rec.stdin.flush()
+        time.sleep(seconds / 2)
+        out, err = rec.communicate("q\n", timeout=60)
+        assert rec.returncode == 0, err
+    finally:
+        emu.terminate()
+        emu.communicate(timeout=20)
+    path = folder / f"{subject}_s1.mcap"
+    assert out.strip() == str(path), (out, err)
+    assert "alignment (tap+xcorr)" in err, err
+    return path
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sessions")
+    paths = [record_session(folder, "P01", 16.0, seed=1),
+             record_session(folder, "P02", 14.0, seed=2)]
+    return folder, paths
+
+
+def test_recorded_session_holds_everything(sessions):
+    _, paths = sessions
+    c = read_session(paths[0])
+    assert c.complete and c.torn_bytes == 0
+    s = c.session
+    assert s["subject"] == "P01" and s["notes"] == "test session"
+    assert s["device"]["chip"] == "ICM-42688-P" and s["device"]["firmware"]
+    assert s["truth"]["kind"] == "livelink" and s["truth"]["host"] == "127.0.0.1"
+    assert [p["name"] for p in s["placement"]["sites"]] == list(c.sites)
+    assert [m["label"] for m in c.markers] == ["halfway"]
+    assert c.imu.frames_lost == 0 and c.imu.n > 1200
+    assert c.truth.n > 700
+    sync = c.metadata[SYNC_METADATA]
+    assert sync["alignment"]["residual_ms"] < 2.0
+    # The phone's 70 ms latency (plus the smallest jitter) is what the alignment took off.
+    assert -0.085 < sync["alignment"]["offset_s"] < -0.065
+    assert sync["truth_clock"]["drift_ppm"] == pytest.approx(30.0, abs=15.0)
+
+
+def test_session_info_and_realign(sessions):
+    _, paths = sessions
+    info = imucap("session", "info", str(paths[0]))
+    assert info.returncode == 0, info.stderr
+    assert "subject P01" in info.stdout and "alignment (tap+xcorr)" in info.stdout
+    before = read_session(paths[0]).metadata[SYNC_METADATA]["alignment"]["offset_s"]
+    again = imucap("session", "align", str(paths[0]))
+    assert again.returncode == 0, again.stderr
+    c = read_session(paths[0])
+    assert c.complete and [m["label"] for m in c.markers] == ["halfway"]
+    assert c.metadata[SYNC_METADATA]["alignment"]["offset_s"] == pytest.approx(before, abs=5e-4)
+
+
+def test_replay_streams_a_session_like_a_device(sessions):
+    _, paths = sessions
+    run = imucap("stream", "--device", f"replay:{paths[1]}?speed=4", "--print", "--duration",
+                 "2")
+    assert run.returncode == 0, run.stderr
+    assert "replay" in run.stdout
+
+
+def test_dataset_build_and_train(sessions, tmp_path):
+    pytest.importorskip("torch", reason="training needs PyTorch (make test installs it)")
+    folder, _ = sessions
+    out = tmp_path / "real"
+    build = imucap("dataset", "build", str(folder), "--out", str(out))
+    assert build.returncode == 0, build.stderr
+    assert "P01_s1.mcap: 1 session(s)" in build.stdout, build.stdout
+    info = json.loads((out / "info.json").read_text())
+    assert info["source"] == "recorded" and info["complete"]
+    assert sorted(info["splits"]["train"] + info["splits"]["val"]) == ["P01", "P02"]
+    rows = info["generator"]["recordings"]
+    assert all(r["residual_ms"] is not None and r["residual_ms"] < 2.0 for r in rows)
+    from imucap.datasets.dataset import open_dataset
+
+    ds = open_dataset(out, verify=True)
+    s = ds.session(0)
+    assert s.accel.shape[1] == 11 and s.blendshapes.shape[1] == 52
+    # The dataset trains with no other change.
+    run = imucap("train", "experiment=ci_tiny", f"data.path={out}",
+                 f"trainer.out_dir={tmp_path / 'run'}", "trainer.max_steps=4",
+                 "trainer.epochs=1", timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert any((tmp_path / "run").rglob("*.safetensors"))
+
+
+def test_record_refuses_bad_input_in_one_line(tmp_path):
+    port = free_udp_port()
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", port))
+    try:
+        busy = imucap("record", "--device", "emulator:imusic11", "--truth",
+                      f"livelink://:{port}", "--subject", "P1", "--out", str(tmp_path),
+                      "--duration", "1")
+    finally:
+        blocker.close()
+    cases = [
+        (busy, f"UDP port {port} is already in use"),
+        (imucap("record", "--device", "emulator:imusic11", "--truth", "http://x",
+                "--subject", "P1", "--out", str(tmp_path)), "--truth http://x"),
+        (imucap("record", "--device", "emulator:imusic11", "--truth", "mediapipe:file:x.mp4",
+                "--subject", "P1", "--out", str(tmp_path)), "--model-asset PATH"),
+        (imucap("record", "--device", "emulator:imusic11", "--subject", "P 1",
+                "--out", str(tmp_path)), "--subject 'P 1'"),
+        (imucap("session", "info", str(tmp_path / "none.mcap")), "no session file at"),
+        (imucap("dataset", "build", str(tmp_path / "empty"), "--out", str(tmp_path / "d")),
+         "no session file or folder at"),
+    ]
+    for result, message in cases:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, result.stderr
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    # Nothing half-made was left behind by the refused recordings.
+    assert not list(tmp_path.glob("*.mcap"))
+
+
+def test_read_only_output_folder_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders; this check needs an ordinary user")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    result = imucap("record", "--device", "emulator:imusic11", "--subject", "P1",
+                    "--out", str(folder), "--duration", "1")
+    assert result.returncode == 2 and "not writable" in result.stderr
