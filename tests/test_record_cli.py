@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imucap.record.session_file import read_session
@@ -180,3 +181,61 @@ def test_read_only_output_folder_is_refused(tmp_path):
     result = imucap("record", "--device", "emulator:imusic11", "--subject", "P1",
                     "--out", str(folder), "--duration", "1")
     assert result.returncode == 2 and "not writable" in result.stderr
+
+
+ASSET = Path(__file__).resolve().parents[2] / "shared" / "assets" / "face_landmarker.task"
+
+
+def make_video(path: Path, frames: list) -> None:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+    h, w = frames[0].shape[:2]
+    proc = subprocess.Popen(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
+         "rgb24", "-s", f"{w}x{h}", "-r", "10", "-i", "-", "-pix_fmt", "yuv420p", "-y",
+         str(path)], stdin=subprocess.PIPE)
+    proc.communicate(np.ascontiguousarray(np.stack(frames)).tobytes())
+    assert proc.returncode == 0
+
+
+@pytest.mark.skipif(not ASSET.exists(), reason=f"MediaPipe model asset absent ({ASSET})")
+def test_record_with_mediapipe_on_a_video(tmp_path):
+    pytest.importorskip("mediapipe", reason="the [mediapipe] extra is not installed")
+    skimage = pytest.importorskip("skimage.data", reason="scikit-image ships the face photo")
+    face = skimage.astronaut()[:320, 80:400]  # 320x320, the face in the middle
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, face.shape, dtype=np.uint8) for _ in range(8)]
+    make_video(tmp_path / "take.mp4", [np.roll(face, k, axis=1) for k in range(12)] + noise)
+    result = imucap("record", "--device", "emulator:imusic11", "--truth",
+                    f"mediapipe:file:{tmp_path / 'take.mp4'}", "--model-asset", str(ASSET),
+                    "--subject", "P3", "--out", str(tmp_path), "--name", "mp",
+                    "--duration", "4")
+    assert result.returncode == 0, result.stderr
+    c = read_session(tmp_path / "mp.mcap")
+    assert c.session["truth"]["kind"] == "mediapipe"
+    # MediaPipe has no tongueOut: the session says so, and dataset build leaves it out.
+    assert c.session["truth"]["unmeasured"] == [51]
+    faces = np.all(np.isfinite(c.truth.weights), axis=1)
+    assert c.truth.n == 20 and faces[:12].all() and not faces[12:].any()
+    assert np.all(np.diff(c.truth.source_time_s) > 0)
+    assert "truth_ended" in [e["kind"] for e in c.events]
+    info = imucap("session", "info", str(tmp_path / "mp.mcap"))
+    assert "20 frames, 8 without a face" in info.stdout, info.stdout
+
+
+def test_guided_calibration_is_stored(tmp_path):
+    result = imucap("record", "--device", "emulator:imusic11", "--subject", "P4",
+                    "--out", str(tmp_path), "--name", "cal", "--calibrate", "--still-s", "1",
+                    "--neutral-s", "1", "--duration", "0.5", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Calibration 1/3: still" in result.stderr
+    c = read_session(tmp_path / "cal.mcap")
+    cal = c.metadata["imucap.calibration"]
+    bias = np.asarray(cal["still"]["gyro_bias_rad_s"])
+    assert bias.shape == (11, 3) and cal["still"]["samples"] >= 90
+    # The emulated face keeps moving, so the still step says the wearer moved.
+    assert cal["still"]["still"] is False and "you moved" in result.stderr
+    assert np.allclose(np.linalg.norm(cal["neutral"]["gravity_dir"], axis=1), 1.0, atol=1e-5)
+    steps = [e.get("step") for e in c.events if e["kind"] == "calibration_step_started"]
+    assert steps == ["still", "neutral"]
+    assert [m["label"] for m in c.markers] == ["taps"]

@@ -306,6 +306,9 @@ class Recorder:
                     self._write("event", ("truth_gap", now, {"detail": "truth stream stopped"}))
                 elif ts.state == "streaming" and self._truth_state == "gap":
                     self._write("event", ("truth_resumed", now, {}))
+                elif ts.state == "ended":
+                    self._write("event", ("truth_ended", now, {"detail": ts.last_error or
+                                                                "the video file ended"}))
                 self._truth_state = ts.state
             if self.truth_clock.ready:
                 status["truth"].update(offset_s=self.truth_clock.offset_s(),
