@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_live.py
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_viewer.py
+	$(BIN)/python benchmarks/bench_record.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
 checkpoint: install

@@ -120,3 +120,15 @@ def test_recording_holds_status_and_events(recorded):
     last = contents.status[-1]
     assert last["truth"]["frames"] == contents.truth.n > 2000
     assert len(contents.probes) >= 100
+
+
+def test_live_panel_residual_from_the_last_seconds(recorded):
+    from imucap.cli.record_cmd import live_sync, panel_line
+
+    path, phone, recorder = recorded
+    recorder.sync_residual_ms = float("nan")
+    recorder.recent_s = 1e9
+    live_sync(recorder, seconds=1e9)
+    assert 0.0 <= recorder.sync_residual_ms < 2.0
+    line = panel_line(recorder.status())
+    assert "sync residual" in line and "truth" in line and "drift" in line

@@ -296,11 +296,50 @@ def _printer() -> Any:
     return say
 
 
+def live_sync(recorder: Any, seconds: float = 30.0) -> None:
+    """Align the last ``seconds`` of truth to the IMUs, for the panel's sync residual.
+
+    Uses the live clock mappings; the stored result is computed after the recording, over the
+    whole session. Leaves the residual as it was when there is too little to go on.
+    """
+    import numpy as np
+
+    from imucap.sync.align import AlignmentError, align_truth
+
+    imu, truth = recorder.recent(time.monotonic() - seconds)
+    faces = [f for f in truth if f.weights is not None]
+    if len(imu) < 50 or len(faces) < 60 or not recorder.truth_clock.ready:
+        return
+    t = np.concatenate([f.host_time_s for f in imu])
+    order = np.argsort(t, kind="stable")
+    source_us = np.array([round(f.source_time_s * 1e6) for f in faces], np.int64)
+    truth_t = recorder.truth_clock.to_host(source_us)
+    weights = np.stack([f.weights for f in faces])
+    try:
+        result = align_truth(t[order], np.concatenate([f.accel for f in imu])[order],
+                             np.concatenate([f.gyro for f in imu])[order], truth_t, weights,
+                             search_s=0.5)
+    except AlignmentError:
+        return
+    recorder.sync_residual_ms = float(result.residual_ms)
+
+
 def _loop(recorder: Any, args: argparse.Namespace, keys: _Keys, say: Any) -> str:
+    import threading
+
     start = time.monotonic()
     tty = sys.stderr.isatty()
     next_line = start
+    next_sync = start + 20.0
+    sync_thread: threading.Thread | None = None
     while True:
+        now = time.monotonic()
+        if recorder.truth is not None and now >= next_sync and \
+                (sync_thread is None or not sync_thread.is_alive()):
+            sync_thread = threading.Thread(target=live_sync, args=(recorder,), daemon=True,
+                                           name="imucap-live-sync")
+            sync_thread.start()
+            next_sync = now + 10.0
         for command in keys.poll(0.1):
             verb, _, label = command.partition(" ")
             if verb == "q":
