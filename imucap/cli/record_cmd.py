@@ -371,7 +371,9 @@ def _finish(recorder: Any, writer: Any, args: argparse.Namespace, say: Any,
 
     status = recorder.status()
     if recorder.error:
-        say(f"recording stopped: {recorder.error}")
+        if not writer.closed:  # an internal error: the file itself is fine, close it
+            with contextlib.suppress(ImucapError):
+                writer.close()
         raise ImucapError(recorder.error)
     say(f"stopped ({stopped_by}) after {status.elapsed_s:.1f} s: {status.imu_samples} IMU "
         f"samples, {status.truth_frames} truth frames, {status.markers} markers")

@@ -65,6 +65,7 @@ SUFFIX = ".mcap"
 TOPICS = ("/imu", "/truth", "/clock/probes", "/markers", "/events", "/status")
 
 _IMU_HEADER = struct.Struct("<IIHHHHId")
+_MAGIC = b"\x89MCAP0\r\n"
 _FLAG_MAG, _FLAG_QUAT = 1, 2
 
 _TRUTH_SCHEMA = {
@@ -232,7 +233,27 @@ class SessionWriter:
         meta.update(format=SESSION_FORMAT, sites=list(self.sites),
                     time_base={"monotonic_s": self.time_base.monotonic_s,
                                "unix_s": self.time_base.unix_s})
-        self._guard(self._start, f"imucap {__version__}", meta)
+        try:
+            self._start(f"imucap {__version__}", meta)
+        except OSError as exc:
+            # Nothing was recorded yet: leave no stub behind (it would block the name).
+            self._abandon()
+            self.path.unlink(missing_ok=True)
+            raise DiskWriteError(f"cannot create {self.path} ({exc.strerror or exc}): free some "
+                                 f"space or record elsewhere with --out") from None
+        self._lock()
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock while recording, so that ``recover`` cannot rewrite a file
+        that is still being written (the kernel drops it if the process dies)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; recover checks completeness only
+            return
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass
 
     def _start(self, library: str, meta: dict[str, Any]) -> None:
         w = self._writer
@@ -324,16 +345,16 @@ class SessionWriter:
         now = time.monotonic() if now is None else now
         if now - self._last_flush >= self.flush_interval_s:
             self.flush(fsync=self.fsync_interval_s > 0 and
-                       now - self._last_fsync >= self.fsync_interval_s)
+                       now - self._last_fsync >= self.fsync_interval_s, now=now)
 
-    def flush(self, *, fsync: bool = True) -> None:
+    def flush(self, *, fsync: bool = True, now: float | None = None) -> None:
         """Write the chunk in progress; with ``fsync``, make it durable."""
         def run() -> None:
             self._writer.flush()
             if fsync:
                 os.fsync(self._fh.fileno())
         self._guard(run)
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         self._last_flush = now
         if fsync:
             self._last_fsync = now
@@ -473,6 +494,9 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[Any]:
     path = Path(path)
     fh = _open_for_reading(path)
     size = path.stat().st_size
+    if size < len(_MAGIC):
+        fh.close()
+        raise SessionFileError(f"{path} is empty or not an MCAP session file ({size} bytes)")
     good_end = 0
     with fh:
         reader = StreamReader(fh, validate_crcs=True, record_size_limit=1 << 30)
@@ -551,6 +575,10 @@ def read_session(path: str | os.PathLike[str]) -> SessionContents:
                 sites = tuple(value.get("sites", ()))
         elif isinstance(record, Footer):
             complete = True
+    if complete:  # a footer is not enough: the closing magic must be there too
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - len(_MAGIC)))
+            complete = fh.read() == _MAGIC
     session = metadata.get("imucap.session")
     if session is None:
         raise SessionFileError(f"{path} is an MCAP file but not an imucap session (no "
@@ -706,10 +734,27 @@ def _time_base_of(metadata_records: list[Any]) -> TimeBase:
     return TimeBase(0.0, 0.0)
 
 
+def check_not_recording(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`SessionFileError` when another process is still recording ``path``."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    path = Path(path)
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise SessionFileError(f"{path} is still being recorded: stop that recording "
+                                   f"first") from None
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def replace_session(path: str | os.PathLike[str], **changes: Any) -> int:
     """Rewrite ``path`` in place through :func:`rewrite_session` (``.part`` file, fsync,
     atomic rename); the original stays untouched if anything fails."""
     path = Path(path)
+    check_not_recording(path)
     part = path.with_name(path.name + ".part")
     part.unlink(missing_ok=True)
     try:
