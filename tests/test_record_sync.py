@@ -132,3 +132,34 @@ def test_live_panel_residual_from_the_last_seconds(recorded):
     assert 0.0 <= recorder.sync_residual_ms < 2.0
     line = panel_line(recorder.status())
     assert "sync residual" in line and "truth" in line and "drift" in line
+
+
+def test_an_iphone_take_imported_after_the_fact_is_aligned(recorded, tmp_path):
+    """The phone also saved its take as a CSV; imported into the session and aligned with no
+    prior (the search covers every offset), it lands where the face was."""
+    import shutil
+
+    from imucap.cli.main import main
+    from imucap.datasets.takes import Take, write_livelink_csv
+
+    path, phone, recorder = recorded
+    contents = read_session(path)
+    t0 = contents.truth.source_time_s[0]
+    take = Take(contents.truth.source_time_s - t0, contents.truth.weights)
+    write_livelink_csv(tmp_path / "take.csv", take, fps=60.0)
+    copy = tmp_path / "copy.mcap"
+    shutil.copy(path, copy)
+    assert main(["session", "align", str(copy), "--truth", str(tmp_path / "take.csv")]) == 0
+    c = read_session(copy)
+    assert c.session["truth"]["kind"] == "livelink_csv" and not c.session["truth"]["live"]
+    assert c.imu.n == contents.imu.n and c.truth.n == contents.truth.n
+    assert np.isnan(c.truth.arrival_time_s).all()
+    sync = SessionSync.from_json(c.metadata[SYNC_METADATA])
+    got = sync.truth_times(c)
+    err = got - phone.capture_time(t0 + c.truth.source_time_s)
+    want = phone.capture_time(t0 + c.truth.source_time_s)
+    slope = np.polyfit(want - want.mean(), err, 1)[0]
+    print(f"imported take: offset error {np.median(err) * 1e3:+.3f} ms, drift error "
+          f"{slope * 1e6:+.2f} ppm, method {sync.alignment['method']}")
+    assert abs(np.median(err)) < 0.002
+    assert abs(slope) * 1e6 < 10.0

@@ -108,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
                                 clock_drift_ppm=args.clock_drift_ppm, faults=faults)
     except ValueError as exc:
         raise ImucapError(str(exc)) from None
-    motion = None
+    motion = SyntheticMotion(sites, rate_hz=args.rate_hz, seed=args.seed,
+                             smooth_onsets=True) if args.phone else None
     if args.taps_every < 0:
         raise ImucapError("--taps-every must not be negative")
     if args.taps_every:
-        hours = (args.duration or 4 * 3600.0) + 10.0
+        span_s = (args.duration or 7 * 86400.0) + 10.0
         taps = tuple(config.clock_offset_s + 3.0 + k * args.taps_every
-                     for k in range(int(hours / args.taps_every) + 1))
-        motion = SyntheticMotion(sites, rate_hz=args.rate_hz, seed=args.seed, taps_s=taps)
+                     for k in range(int(span_s / args.taps_every) + 1))
+        motion = SyntheticMotion(sites, rate_hz=args.rate_hz, seed=args.seed, taps_s=taps,
+                                 smooth_onsets=args.phone is not None)
     array = EmulatedArray(config, motion=motion)
     phone = _phone(args, array) if args.phone else None
     if args.tcp:

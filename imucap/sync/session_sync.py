@@ -162,7 +162,9 @@ def synchronise(contents: SessionContents, *, tap_site: str | None = None,
         alignment = align_truth(imu_t[order], contents.imu.accel[order],
                                 contents.imu.gyro[order], prior_t, weights,
                                 tap_sensor=tap_sensor_index(contents, tap_site),
-                                search_s=search_s)
+                                search_s=search_s,
+                                # Without live arrivals, nothing else measures the drift.
+                                fit_drift=search_s is None)
     except AlignmentError as exc:
         return SessionSync(imu_clocks, truth_clock, None, str(exc))
     return SessionSync(imu_clocks, truth_clock, json.loads(alignment.to_json()))
