@@ -93,7 +93,8 @@ def test_recorded_session_holds_everything(sessions):
     assert sync["alignment"]["residual_ms"] < 2.0
     # The phone's 70 ms latency (plus the smallest jitter) is what the alignment took off.
     assert -0.085 < sync["alignment"]["offset_s"] < -0.065
-    assert sync["truth_clock"]["drift_ppm"] == pytest.approx(30.0, abs=15.0)
+    # (The phone's 30 ppm drift needs a longer session to measure well: test_record_sync.)
+    assert sync["truth_clock"]["source"] == "arrivals"
 
 
 def test_session_info_and_realign(sessions):
@@ -239,3 +240,14 @@ def test_guided_calibration_is_stored(tmp_path):
     steps = [e.get("step") for e in c.events if e["kind"] == "calibration_step_started"]
     assert steps == ["still", "neutral"]
     assert [m["label"] for m in c.markers] == ["taps"]
+
+
+def test_render_a_recording(sessions, tmp_path):
+    pytest.importorskip("open3d", reason="rendering needs Open3D (pip install 'imucap[viewer]')")
+    _, paths = sessions
+    out = tmp_path / "rec.mp4"
+    result = imucap("render", str(paths[0]), "--no-model", "-o", str(out), "--size", "320x240",
+                    "--end", "1", "--png-dir", str(tmp_path / "png"), timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "31 frames 320x240 at 30 fps" in result.stdout, result.stdout
+    assert out.stat().st_size > 1000 and len(list((tmp_path / "png").iterdir())) == 31

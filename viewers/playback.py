@@ -6,6 +6,8 @@
   model's prediction (run offline now, or read from ``prediction=`` a track file), the
   per-vertex error coloured on the prediction, the sensors where the dataset's placement puts
   them, with their acceleration and rotation rate;
+- a recording from ``imucap record`` (``.mcap``): the same, with the streams synchronised as
+  for ``imucap dataset build`` (the truth's frames without a face left out);
 - a blendshape take (Live Link Face CSV, blendshape CSV, imucap JSON, animated glTF): one face,
   or beside a second track given as ``prediction=``.
 
@@ -15,7 +17,7 @@ Every track is resampled (linearly) to one grid at ``fps`` from the first frame 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,13 @@ def load_playback(path: str | Path, *, fps: float = 30.0, session: str | None = 
     path = Path(path)
     if not path.exists():
         raise ViewerError(f"{path} does not exist")
+    if path.suffix.lower() == ".mcap":
+        if session is not None:
+            raise ViewerError(f"--session picks a session of a dataset folder; {path} is one "
+                              f"recording")
+        return _recording_playback(path, fps=fps, model=model, prediction=prediction,
+                                   no_model=no_model, steps=steps, seed=seed, hop=hop,
+                                   device=device, threads=threads, span=(start_s, end_s))
     if path.is_dir() or path.suffix.lower() == ".npz":
         return _session_playback(path, fps=fps, session=session, model=model,
                                  prediction=prediction, no_model=no_model, steps=steps,
@@ -149,12 +158,53 @@ def _session_playback(path: Path, *, fps: float, session: str | None, model: str
         raise ViewerError(f"{path} holds {len(ids)} sessions: pick one with --session "
                           f"(first ones: {', '.join(ids[:5])})")
     sid = ids[0]
-    info = dataset.info
-    s = dataset.session(sid)
+    return _playback_of(dataset.session(sid), dataset.info, sid, f"{dataset.path.name}/{sid}",
+                        fps=fps, model=model, prediction=prediction, no_model=no_model,
+                        steps=steps, seed=seed, hop=hop, device=device, threads=threads,
+                        span=span)
+
+
+def _recording_playback(path: Path, *, fps: float, model: str | None,
+                        prediction: str | Path | None, no_model: bool, steps: int | None,
+                        seed: int, hop: int | None, device: str, threads: int,
+                        span: tuple[float | None, float | None]) -> Playback:
+    """A session file from ``imucap record``: its streams synchronised, the truth's frames
+    without a face left out."""
+    from types import SimpleNamespace
+
+    from imucap.record.build import recording_streams
+    from imucap.record.session_file import read_session
+
+    contents = read_session(path)
+    if contents.imu.n == 0:
+        raise ViewerError(f"{path} holds no IMU data")
+    st = recording_streams(contents)
+    face = np.all(np.isfinite(st["weights"]), axis=1)
+    if face.sum() < 2:
+        raise ViewerError(f"{path} holds no truth frames with a face to show: record with "
+                          f"--truth, or import the phone's take with `imucap session align "
+                          f"{path} --truth TAKE.csv`")
+    dev = contents.session.get("device") or {}
+    info = SimpleNamespace(sites=contents.sites, placement=contents.session.get("placement"),
+                           accel_range_g=int(dev.get("accel_range_g", 16)),
+                           gyro_range_dps=int(dev.get("gyro_range_dps", 2000)),
+                           blendshape_rate_hz=60.0)
+    s = SimpleNamespace(imu_time_s=st["imu_time_s"], accel=st["accel"], gyro=st["gyro"],
+                        blendshape_time_s=st["truth_time_s"][face],
+                        blendshapes=np.clip(st["weights"][face], 0.0, 1.0))
+    return _playback_of(s, info, path.stem, path.name, fps=fps, model=model,
+                        prediction=prediction, no_model=no_model, steps=steps, seed=seed,
+                        hop=hop, device=device, threads=threads, span=span)
+
+
+def _playback_of(s: Any, info: Any, sid: str, source: str, *, fps: float, model: str | None,
+                 prediction: str | Path | None, no_model: bool, steps: int | None, seed: int,
+                 hop: int | None, device: str, threads: int,
+                 span: tuple[float | None, float | None]) -> Playback:
     from imucap.inference.offline import FaceTrack
 
     truth = FaceTrack(s.blendshape_time_s, s.blendshapes, fps=info.blendshape_rate_hz,
-                      source=f"{dataset.path.name}/{sid}")
+                      source=source)
     tracks = [("truth", truth)]
     origin = min(float(s.imu_time_s[0]), float(s.blendshape_time_s[0]))
     if prediction is not None:
@@ -165,16 +215,25 @@ def _session_playback(path: Path, *, fps: float, session: str | None, model: str
             hi = origin + span[1] + 1.0 if span[1] is not None else np.inf
             keep = (s.imu_time_s >= lo) & (s.imu_time_s <= hi)
             if keep.sum() >= 2:
-                s = replace(s, imu_time_s=s.imu_time_s[keep], accel=s.accel[keep],
-                            gyro=s.gyro[keep])
+                s = _replace_imu(s, keep)
         tracks.append(("prediction", _predict(s, info, model=model, fps=fps, steps=steps,
                                               seed=seed, hop=hop, device=device,
                                               threads=threads, source=f"{sid}")))
     accel = _detrend(s.imu_time_s, s.accel, ACCEL_DETREND_S)
     return _on_grid(tracks, fps=fps, truth=0 if len(tracks) > 1 else None,
                     imu=(s.imu_time_s, accel, s.gyro), sites=info.sites,
-                    placement=info.placement, source=f"{dataset.path.name}/{sid}", span=span,
-                    origin=origin)
+                    placement=info.placement, source=source, span=span, origin=origin)
+
+
+def _replace_imu(s: Any, keep: np.ndarray) -> Any:
+    """``s`` with only the IMU samples ``keep`` (a dataset Session or a namespace)."""
+    if is_dataclass(s):
+        return replace(s, imu_time_s=s.imu_time_s[keep], accel=s.accel[keep],
+                       gyro=s.gyro[keep])
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(s), "imu_time_s": s.imu_time_s[keep],
+                              "accel": s.accel[keep], "gyro": s.gyro[keep]})
 
 
 def _predict(s: Any, info: Any, *, model: str | None, fps: float, steps: int | None,

@@ -15,6 +15,7 @@ INPUT is what imucap convert reads:
   a dataset folder        with --session ID: truth beside the model's prediction, the error
                           coloured on the prediction, the sensors with their vectors
   a session file          sessions/<id>.npz inside a dataset folder (the same)
+  a recording             a .mcap file from imucap record (the same, streams synchronised)
   a blendshape take       Live Link Face CSV, blendshape CSV, imucap JSON or animated .glb:
                           one face (or beside --prediction TRACK)
 
@@ -47,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """The options ``render`` and ``view session`` share."""
-    p.add_argument("input", metavar="INPUT", help="dataset folder, session file or take")
+    p.add_argument("input", metavar="INPUT", help="dataset folder, session file, recording (.mcap) or take")
     p.add_argument("--session", default=None, metavar="ID",
                    help="the session of a dataset folder to show")
     p.add_argument("--model", default=None, metavar="CKPT",
