@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """The options ``render`` and ``view session`` share."""
-    p.add_argument("input", metavar="INPUT", help="dataset folder, session file, recording (.mcap) or take")
+    p.add_argument("input", metavar="INPUT",
+                   help="dataset folder, session file, recording (.mcap) or take")
     p.add_argument("--session", default=None, metavar="ID",
                    help="the session of a dataset folder to show")
     p.add_argument("--model", default=None, metavar="CKPT",
