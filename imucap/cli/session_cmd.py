@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+import numpy as np
+
 from imucap.errors import ImucapError
 
 
@@ -53,7 +55,7 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"imu       {c.imu.n} samples over {span:.1f} s, {c.imu.frames_lost} frames lost")
     truth = s.get("truth")
     if truth:
-        faces = int(math.fsum(1 for w in c.truth.weights if w[0] == w[0]))
+        faces = int(np.isfinite(c.truth.weights).all(axis=1).sum())
         print(f"truth     {truth.get('name')}: {c.truth.n} frames, {c.truth.n - faces} "
               f"without a face")
     gaps = [e for e in c.events if e.get("kind") == "truth_gap"]

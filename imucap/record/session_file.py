@@ -161,6 +161,18 @@ def decode_imu(data: bytes, sites: tuple[str, ...]) -> ImuFrame:
                     tuple(f"sensor{i}" for i in range(s)), lost_before=lost, wire_frames=wire)
 
 
+def truth_message(frame: Any) -> tuple[bytes, float]:
+    """The ``/truth`` JSON of a :class:`~imucap.truth.TruthFrame`, and the session time to log
+    it at (its arrival, or its source time when it did not come in live)."""
+    weights = None if frame.weights is None else [round(float(v), 6) for v in frame.weights]
+    head = None if frame.head_ypr is None else [round(float(v), 6) for v in frame.head_ypr]
+    msg = {"seq": int(frame.seq), "source_time_s": float(frame.source_time_s),
+           "arrival_time_s": _finite(frame.arrival_time_s), "face": weights is not None,
+           "weights": weights, "head_ypr": head}
+    t = frame.arrival_time_s if math.isfinite(frame.arrival_time_s) else frame.source_time_s
+    return _json_bytes(msg), t
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 
@@ -310,13 +322,8 @@ class SessionWriter:
     def write_truth(self, frame: Any) -> None:
         """One :class:`~imucap.truth.TruthFrame`; logged at its arrival time (or its source
         time when it did not come in live)."""
-        weights = None if frame.weights is None else [round(float(v), 6) for v in frame.weights]
-        head = None if frame.head_ypr is None else [round(float(v), 6) for v in frame.head_ypr]
-        msg = {"seq": int(frame.seq), "source_time_s": float(frame.source_time_s),
-               "arrival_time_s": _finite(frame.arrival_time_s), "face": weights is not None,
-               "weights": weights, "head_ypr": head}
-        t = frame.arrival_time_s if math.isfinite(frame.arrival_time_s) else frame.source_time_s
-        self._add("/truth", t, _json_bytes(msg))
+        data, t = truth_message(frame)
+        self._add("/truth", t, data)
 
     def write_probes(self, probes: list[tuple[float, int, int, float]]) -> None:
         """Device clock probes (PING sent, device received, device answered, PONG back)."""
@@ -706,17 +713,9 @@ def rewrite_session(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                 truth_channel = w.register_channel("/truth", "json", schema)
             base = _time_base_of(old_metadata)
             for i, frame in enumerate(replace_truth):
-                weights = None if frame.weights is None else \
-                    [round(float(v), 6) for v in frame.weights]
-                head = None if frame.head_ypr is None else \
-                    [round(float(v), 6) for v in frame.head_ypr]
-                msg = {"seq": int(frame.seq), "source_time_s": float(frame.source_time_s),
-                       "arrival_time_s": _finite(frame.arrival_time_s),
-                       "face": weights is not None, "weights": weights, "head_ypr": head}
-                t = frame.arrival_time_s if math.isfinite(frame.arrival_time_s) else \
-                    frame.source_time_s
+                data, t = truth_message(frame)
                 ns = base.to_ns(t)
-                w.add_message(truth_channel, ns, _json_bytes(msg), ns, i)
+                w.add_message(truth_channel, ns, data, ns, i)
                 count += 1
         for name, value in metadata.items():
             w.add_metadata(name, {"json": json.dumps(value)})

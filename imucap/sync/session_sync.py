@@ -163,8 +163,10 @@ def synchronise(contents: SessionContents, *, tap_site: str | None = None,
                                 contents.imu.gyro[order], prior_t, weights,
                                 tap_sensor=tap_sensor_index(contents, tap_site),
                                 search_s=search_s,
-                                # Without live arrivals, nothing else measures the drift.
-                                fit_drift=search_s is None)
+                                # Without live arrivals, nothing else measures the drift:
+                                # shorter segments give the line through the lags more points.
+                                fit_drift=search_s is None,
+                                segment_s=10.0 if search_s is None else 20.0)
     except AlignmentError as exc:
         return SessionSync(imu_clocks, truth_clock, None, str(exc))
     return SessionSync(imu_clocks, truth_clock, json.loads(alignment.to_json()))
