@@ -184,10 +184,10 @@ def _recording_playback(path: Path, *, fps: float, model: str | None,
         raise ViewerError(f"{path} holds no truth frames with a face to show: record with "
                           f"--truth, or import the phone's take with `imucap session align "
                           f"{path} --truth TAKE.csv`")
-    dev = contents.session.get("device") or {}
+    dev = contents.device
     info = SimpleNamespace(sites=contents.sites, placement=contents.session.get("placement"),
-                           accel_range_g=int(dev.get("accel_range_g", 16)),
-                           gyro_range_dps=int(dev.get("gyro_range_dps", 2000)),
+                           accel_range_g=dev["accel_range_g"],
+                           gyro_range_dps=dev["gyro_range_dps"],
                            blendshape_rate_hz=60.0)
     s = SimpleNamespace(imu_time_s=st["imu_time_s"], accel=st["accel"], gyro=st["gyro"],
                         blendshape_time_s=st["truth_time_s"][face],

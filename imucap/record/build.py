@@ -147,11 +147,11 @@ def build_dataset(paths: Sequence[str | Path], out: str | Path, *, name: str | N
             skipped.append((str(path), str(exc)))
             continue
         meta = contents.session
-        device = meta.get("device") or {}
-        fixed = {"sites": list(contents.sites), "chip": device.get("chip", "unknown"),
-                 "accel_range_g": int(device.get("accel_range_g", 16)),
-                 "gyro_range_dps": int(device.get("gyro_range_dps", 2000)),
-                 "imu_rate_hz": float(device.get("rate_hz", 100))}
+        device = contents.device
+        fixed = {"sites": list(contents.sites), "chip": device["chip"],
+                 "accel_range_g": device["accel_range_g"],
+                 "gyro_range_dps": device["gyro_range_dps"],
+                 "imu_rate_hz": float(device["rate_hz"])}
         if first is None:
             first = fixed
             info = DatasetInfo(

@@ -73,14 +73,13 @@ class ReplayDevice(ImuDevice):
             raise DeviceError(str(exc)) from None
         if contents.imu.n == 0:
             raise DeviceError(f"{self.config.path} holds no IMU data to replay")
-        dev = contents.session.get("device") or {}
+        dev = contents.device
         sites = contents.sites
         self._info = DeviceInfo(
             device_id=int(str(dev.get("device_id", "0")), 16), boot_id=1,
-            rate_hz=int(dev.get("rate_hz", 100)),
-            accel_range_g=int(dev.get("accel_range_g", 16)),
-            gyro_range_dps=int(dev.get("gyro_range_dps", 2000)),
-            chip=str(dev.get("chip", "replay")),
+            rate_hz=dev["rate_hz"], accel_range_g=dev["accel_range_g"],
+            gyro_range_dps=dev["gyro_range_dps"],
+            chip=dev["chip"],
             firmware=f"replay of {Path(self.config.path).name}",
             sites=tuple(sites), streaming=True)
         from mcap.records import Channel, Message

@@ -173,6 +173,13 @@ def truth_message(frame: Any) -> tuple[bytes, float]:
     return _json_bytes(msg), t
 
 
+def _register_truth_channel(writer: Any) -> int:
+    """The ``/truth`` channel (JSON, with its JSON schema so that tools can plot it)."""
+    schema = writer.register_schema("imucap.TruthFrame", "jsonschema",
+                                    _json_bytes(_TRUTH_SCHEMA))
+    return writer.register_channel("/truth", "json", schema)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 
@@ -271,11 +278,10 @@ class SessionWriter:
         w = self._writer
         w.start(profile=PROFILE, library=library)
         generic = w.register_schema("imucap.Record", "jsonschema", _json_bytes(_GENERIC_SCHEMA))
-        truth = w.register_schema("imucap.TruthFrame", "jsonschema", _json_bytes(_TRUTH_SCHEMA))
         self._channels = {
             "/imu": w.register_channel("/imu", IMU_ENCODING, 0,
                                        {"sites": ",".join(self.sites)}),
-            "/truth": w.register_channel("/truth", "json", truth),
+            "/truth": _register_truth_channel(w),
         }
         for topic in TOPICS[2:]:
             self._channels[topic] = w.register_channel(topic, "json", generic)
@@ -476,6 +482,17 @@ class SessionContents:
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(self.session.get("sites", ()))
+
+    @property
+    def device(self) -> dict[str, Any]:
+        """The recorded device's description, with the values every reader needs filled in
+        (``rate_hz``, ``accel_range_g``, ``gyro_range_dps``, ``chip``) when it did not say."""
+        dev = dict(self.session.get("device") or {})
+        dev["rate_hz"] = int(dev.get("rate_hz", 100))
+        dev["accel_range_g"] = int(dev.get("accel_range_g", 16))
+        dev["gyro_range_dps"] = int(dev.get("gyro_range_dps", 2000))
+        dev["chip"] = str(dev.get("chip", "unknown"))
+        return dev
 
 
 def _open_for_reading(path: Path) -> Any:
@@ -708,9 +725,7 @@ def rewrite_session(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                 w.add_metadata(record.name, dict(record.metadata))
         if replace_truth is not None:
             if truth_channel is None:
-                schema = w.register_schema("imucap.TruthFrame", "jsonschema",
-                                           _json_bytes(_TRUTH_SCHEMA))
-                truth_channel = w.register_channel("/truth", "json", schema)
+                truth_channel = _register_truth_channel(w)
             base = _time_base_of(old_metadata)
             for i, frame in enumerate(replace_truth):
                 data, t = truth_message(frame)
