@@ -7,6 +7,10 @@
 ``tcp://HOST:PORT``                a device (or ``imucap emulate --tcp``) over TCP
 ``emulator:[PRESET]``              an in-process emulated array on a pseudo-terminal,
                                    read through the serial driver
+``ble:NAME_OR_ADDRESS``            a Bluetooth LE array (``pip install imucap[ble]``)
+``udp://0.0.0.0:9000``             a Wi-Fi array sending UDP datagrams to this port
+``array:left=URI,right=URI``       several devices merged into one array on one clock
+``replay:SESSION.mcap``            a recorded session played back as a live device
 =================================  =================================================
 
 Options follow a ``?``, ``&``-separated: stream settings for any device (``rate_hz``,
@@ -48,8 +52,8 @@ def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
         scheme, target = "serial", text
     else:
         raise BadDeviceURIError(
-            f"cannot read device URI {uri!r}: use serial:PATH, serial:VID:PID, tcp://HOST:PORT "
-            f"or emulator:")
+            f"cannot read device URI {uri!r}: use serial:PATH, serial:VID:PID, tcp://HOST:PORT, "
+            f"ble:NAME, udp://0.0.0.0:PORT, array:… or emulator:")
     try:
         params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
@@ -116,7 +120,8 @@ def stream_settings(params: dict[str, str]) -> dict[str, object]:
 
 
 #: Schemes whose device is defined outside this package, and the module that registers it.
-_LAZY_SCHEMES = {"replay": "imucap.record.replay"}
+_LAZY_SCHEMES = {"replay": "imucap.record.replay", "ble": "imucap.devices.ble",
+                 "udp": "imucap.devices.udp", "array": "imucap.devices.array"}
 
 
 def open_device(uri: str) -> ImuDevice:
@@ -127,12 +132,17 @@ def open_device(uri: str) -> ImuDevice:
     """
     from . import emulated, serial, tcp  # noqa: F401  (register their schemes)
 
+    if uri.strip().startswith("array:"):
+        # Its parts are URIs with options of their own: the array module reads it whole.
+        from .array import array_from_uri
+
+        return array_from_uri(uri)
     scheme, target, params = split_uri(uri)
     if scheme in _LAZY_SCHEMES:  # devices that live in a later room register on import
         importlib.import_module(_LAZY_SCHEMES[scheme])
     factories = device_schemes()
     if scheme not in factories:
-        known = ", ".join(f"{s}:" for s in sorted(factories))
+        known = ", ".join(f"{s}:" for s in sorted(set(factories) | set(_LAZY_SCHEMES)))
         raise BadDeviceURIError(f"unknown device scheme {scheme!r} in {uri!r}: use one of {known}")
     try:
         return factories[scheme](target, params)
