@@ -15,10 +15,19 @@ from .device import (
     auto_samples_per_frame,
 )
 from .motion import MotionSource, SyntheticMotion
-from .runners import EmulatorRunner, PtyRunner, TcpRunner, UdpRunner
+from .runners import (
+    DatagramFaults,
+    DatagramReport,
+    EmulatorRunner,
+    PtyRunner,
+    TcpRunner,
+    UdpRunner,
+)
 
 __all__ = [
     "Action",
+    "DatagramFaults",
+    "DatagramReport",
     "EmulatedArray",
     "EmulatorConfig",
     "EmulatorRunner",

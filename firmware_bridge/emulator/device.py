@@ -387,6 +387,11 @@ class EmulatedArray:
             self.config.faults = FaultConfig(seed=self.config.faults.seed)
             self._next_stall = self._next_disconnect = float("inf")
 
+    def announce(self) -> None:
+        """Queue an unprompted DEVICE_INFO (a UDP board announcing itself to its host)."""
+        with self._lock:
+            self._queue_info()
+
     def link_closed(self) -> None:
         """The host closed the link (port closed, socket gone): stop streaming, drop replies."""
         with self._lock:

@@ -20,8 +20,12 @@ import threading
 import time
 import tty
 from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ..transport import UDP_ANNOUNCE_S, UDP_HOST_TIMEOUT_S, UDP_MAX_DATAGRAM, pack_datagrams
 from .device import Action, EmulatedArray, FaultReport
 
 
@@ -79,15 +83,19 @@ class EmulatorRunner(ABC):
         """Wait until the host has read what was written (before a disconnect)."""
         time.sleep(0.05)  # bytes in flight on a socket arrive well within this
 
+    def _tick(self) -> None:  # noqa: B027  (a hook: most links have no timers)
+        """Called once per loop turn, before the array is polled (timers of a link)."""
+
     # loop -------------------------------------------------------------------
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                data = self._wait_input(self.array.time_to_next_s())
+                data = self._wait_input(min(self.array.time_to_next_s(), 0.05))
                 if data is None:
                     self.array.link_closed()
                 elif data:
                     self.array.receive(data)
+                self._tick()
                 for action in self.array.poll():
                     self._act(action)
         except BaseException as exc:  # kept for the owner; a dead emulator must be visible
@@ -278,39 +286,118 @@ class TcpRunner(EmulatorRunner):
             self.array.link_closed()
 
 
-class UdpRunner(EmulatorRunner):
-    """Serves the array over UDP: commands come in datagrams, frames go to the last sender.
+@dataclass(kw_only=True)
+class DatagramFaults:
+    """Faults of a network path, per datagram sent while streaming.
 
-    Each datagram holds whole frames, at most ``max_datagram`` bytes unless one frame is larger.
+    A fault never hits two datagrams in a row, nor the one after (so each shows on its own).
+
+    Attributes:
+        loss: Chance that a datagram is lost.
+        duplicate: Chance that a datagram arrives twice.
+        reorder: Chance that a datagram is held back and sent after the next one.
+        seed: Seed of the fault schedule.
+    """
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"datagram fault {name} is not a probability from 0 to 1")
+        if self.loss + self.duplicate + self.reorder > 1.0:
+            raise ValueError("datagram faults loss + duplicate + reorder exceed 1")
+
+
+@dataclass
+class DatagramReport:
+    """Exactly what the network path did.
+
+    Attributes:
+        datagrams: Datagrams handed to the network (each copy of a duplicate counts).
+        lost: Datagrams lost; ``frames_lost`` frames were in them.
+        duplicated: Datagrams sent twice; ``frames_duplicated`` frames were in them.
+        reordered: Datagrams sent after the next one; ``frames_reordered`` frames in them.
+        announcements: DEVICE_INFO announcements sent while no host talked to the device.
+        host_timeouts: Times the device gave its host up after hearing nothing from it.
+    """
+
+    datagrams: int = 0
+    lost: int = 0
+    frames_lost: int = 0
+    duplicated: int = 0
+    frames_duplicated: int = 0
+    reordered: int = 0
+    frames_reordered: int = 0
+    announcements: int = 0
+    host_timeouts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class UdpRunner(EmulatorRunner):
+    """Serves the array over UDP, as a Wi-Fi board does (PROTOCOL.md section 6).
+
+    Commands come in datagrams from any address; the array's frames go, packed whole into
+    datagrams, to the sender of the latest command. With ``send_to`` the device also knows its
+    host's address: while no host talks to it, it announces itself there (DEVICE_INFO every
+    ``announce_s``), and after ``host_timeout_s`` without a command it stops streaming and
+    announces again. Without ``send_to`` it waits to be contacted.
 
     Args:
         array: The emulated array.
         host: Address to bind (loopback by default).
         port: Port to bind; 0 picks a free one (see ``address``).
         max_datagram: Largest datagram to send, in bytes.
+        send_to: ``(host, port)`` of the host to announce to (None: wait to be contacted).
+        announce_s: Time between announcements.
+        host_timeout_s: Give the host up after this long without a command (0: never).
+        faults: Loss, duplication and reordering of the datagrams sent while streaming.
     """
 
     def __init__(self, array: EmulatedArray, host: str = "127.0.0.1", port: int = 0,
-                 max_datagram: int = 1400) -> None:
+                 max_datagram: int = UDP_MAX_DATAGRAM, *,
+                 send_to: tuple[str, int] | None = None, announce_s: float = UDP_ANNOUNCE_S,
+                 host_timeout_s: float = UDP_HOST_TIMEOUT_S,
+                 faults: DatagramFaults | None = None) -> None:
         super().__init__(array)
         self._bind = (host, port)
         self._sock: socket.socket | None = None
         self._peer: tuple[str, int] | None = None
         self.max_datagram = max_datagram
         self.address: tuple[str, int] = (host, port)
+        self.send_to = send_to
+        self.announce_s = announce_s
+        self.host_timeout_s = host_timeout_s
+        self.faults = faults or DatagramFaults()
+        self.net = DatagramReport()
+        self._rng = np.random.default_rng(self.faults.seed)
+        self._cooldown = 0
+        self._held: bytes | None = None  # a datagram being reordered
+        self._last_command_s: float | None = None
+        self._next_announce_s = 0.0
 
     def _open(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(self._bind)
+        if self.send_to is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self._sock = sock
         self.address = sock.getsockname()[:2]
         self._bind = self.address
+        self._last_command_s = None
+        self._next_announce_s = 0.0  # a board that powers up announces at once
 
     def _close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
         self._peer = None
+        self._held = None
 
     def _wait_input(self, timeout_s: float) -> bytes | None:
         if self._sock is None:
@@ -319,19 +406,71 @@ class UdpRunner(EmulatorRunner):
         ready, _, _ = select.select([self._sock], [], [], timeout_s)
         if not ready:
             return b""
-        data, peer = self._sock.recvfrom(65536)
-        self._peer = peer
+        try:
+            data, peer = self._sock.recvfrom(65536)
+        except OSError:  # e.g. ICMP port unreachable from an earlier send: nobody listens
+            return b""
+        self._peer = peer[:2]
+        self._last_command_s = time.monotonic()
         return data
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        talking = self._last_command_s is not None
+        if talking and self.host_timeout_s and now - self._last_command_s > self.host_timeout_s:
+            # The host went quiet: stop streaming and look for a host again.
+            self.array.link_closed()
+            self.net.host_timeouts += 1
+            self._last_command_s = None
+            self._peer = None
+            talking = False
+        if not talking and self.send_to is not None and now >= self._next_announce_s:
+            self._next_announce_s = now + self.announce_s
+            self._peer = self.send_to
+            self.array.announce()
+            self.net.announcements += 1
+
+    def _send(self, datagram: bytes) -> None:
+        try:
+            self._sock.sendto(datagram, self._peer)
+            self.net.datagrams += 1
+        except OSError:
+            pass  # nobody listens there (yet): a board's datagrams go nowhere too
 
     def _write(self, data: bytes) -> None:
         if self._sock is None or self._peer is None:
             return
-        frames = [f + b"\x00" for f in data.split(b"\x00")[:-1]]
-        datagram = b""
-        for frame in frames:
-            if datagram and len(datagram) + len(frame) > self.max_datagram:
-                self._sock.sendto(datagram, self._peer)
-                datagram = b""
-            datagram += frame
-        if datagram:
-            self._sock.sendto(datagram, self._peer)
+        for datagram in pack_datagrams(data, self.max_datagram):
+            self._send_with_faults(datagram)
+
+    def _send_with_faults(self, datagram: bytes) -> None:
+        f, net = self.faults, self.net
+        if not (self.array.streaming and (f.loss or f.duplicate or f.reorder)):
+            self._send(datagram)
+            if self._held is not None:  # faults were switched off while one was held back
+                self._send(self._held)
+                self._held = None
+            return
+        frames = datagram.count(b"\x00")
+        roll = self._rng.random() if not self._cooldown else 1.0
+        self._cooldown = max(0, self._cooldown - 1)
+        held, self._held = self._held, None
+        if roll < f.loss:
+            net.lost += 1
+            net.frames_lost += frames
+            self._cooldown = 2
+        elif roll < f.loss + f.duplicate:
+            self._send(datagram)
+            self._send(datagram)
+            net.duplicated += 1
+            net.frames_duplicated += frames
+            self._cooldown = 2
+        elif roll < f.loss + f.duplicate + f.reorder and held is None:
+            self._held = datagram  # goes out after the next one
+            net.reordered += 1
+            net.frames_reordered += frames
+            self._cooldown = 2
+        else:
+            self._send(datagram)
+        if held is not None:
+            self._send(held)

@@ -7,6 +7,7 @@ import time
 
 from imucap.errors import ImucapError
 from imucap.firmware_bridge.emulator import (
+    DatagramFaults,
     EmulatedArray,
     EmulatorConfig,
     FaultConfig,
@@ -33,7 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--pty", metavar="PATH", default=None,
                        help="serial-port path to create (a link to a pseudo-terminal)")
     where.add_argument("--tcp", metavar="HOST:PORT", default=None, help="serve over TCP")
-    where.add_argument("--udp", metavar="HOST:PORT", default=None, help="serve over UDP")
+    where.add_argument("--udp", metavar="HOST:PORT", default=None,
+                       help="serve over UDP, waiting to be contacted (udp://…?peer=HOST:PORT)")
+    where.add_argument("--udp-to", metavar="HOST:PORT", default=None,
+                       help="send UDP to a host like a Wi-Fi board: announce there once a "
+                            "second until it answers (read with udp://0.0.0.0:PORT)")
+    p.add_argument("--device-id", default=None, metavar="ID",
+                   help="board id in DEVICE_INFO, e.g. 0x2 (tell two emulators apart)")
     p.add_argument("--seed", type=int, default=0, help="seed of the motion and the faults")
     p.add_argument("--clock-drift-ppm", type=float, default=0.0,
                    help="make the device clock run fast (or slow) by this much")
@@ -63,6 +70,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--disconnect-every", type=float, default=0.0, metavar="S",
                    help="mean seconds between disconnects")
     f.add_argument("--disconnect-s", type=float, default=1.0, help="time away when disconnected")
+    f.add_argument("--udp-loss", type=float, default=0.0, help="chance a datagram is lost")
+    f.add_argument("--udp-duplicate", type=float, default=0.0,
+                   help="chance a datagram arrives twice")
+    f.add_argument("--udp-reorder", type=float, default=0.0,
+                   help="chance a datagram arrives after the next one")
     p.set_defaults(run=run)
 
 
@@ -71,6 +83,14 @@ def _host_port(text: str, flag: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ImucapError(f"{flag} needs HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
 
 
 def _phone(args: argparse.Namespace, array: EmulatedArray) -> object:
@@ -103,9 +123,12 @@ def run(args: argparse.Namespace) -> int:
                              unknown=args.unknown, stall_every_s=args.stall_every,
                              stall_s=args.stall_s, disconnect_every_s=args.disconnect_every,
                              disconnect_s=args.disconnect_s, seed=args.seed)
+        ident = {} if args.device_id is None else {"device_id": int(args.device_id, 0)}
         config = EmulatorConfig(sites=sites, rate_hz=args.rate_hz,
                                 samples_per_frame=args.samples_per_frame, seed=args.seed,
-                                clock_drift_ppm=args.clock_drift_ppm, faults=faults)
+                                clock_drift_ppm=args.clock_drift_ppm, faults=faults, **ident)
+        net = DatagramFaults(loss=args.udp_loss, duplicate=args.udp_duplicate,
+                             reorder=args.udp_reorder, seed=args.seed)
     except ValueError as exc:
         raise ImucapError(str(exc)) from None
     motion = SyntheticMotion(sites, rate_hz=args.rate_hz, seed=args.seed,
@@ -123,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tcp:
         runner = TcpRunner(array, *_host_port(args.tcp, "--tcp"))
     elif args.udp:
-        runner = UdpRunner(array, *_host_port(args.udp, "--udp"))
+        runner = UdpRunner(array, *_host_port(args.udp, "--udp"), faults=net)
+    elif args.udp_to:
+        runner = UdpRunner(array, "0.0.0.0", 0, send_to=_host_port(args.udp_to, "--udp-to"),
+                           faults=net)
     else:
         runner = PtyRunner(array, args.pty)
     try:
@@ -138,11 +164,16 @@ def run(args: argparse.Namespace) -> int:
     elif isinstance(runner, TcpRunner):
         uri = f"tcp://{runner.address[0]}:{runner.address[1]}"
         print(f"  TCP: {runner.address[0]}:{runner.address[1]}")
+    elif runner.send_to is not None:
+        host, port = runner.send_to
+        uri = f"udp://0.0.0.0:{port}?device_id={config.device_id:#x}"
+        print(f"  UDP: announcing board {config.device_id:#x} to {host}:{port} from port "
+              f"{runner.address[1]}")
     else:
-        uri = f"udp://{runner.address[0]}:{runner.address[1]}"
-        print(f"  UDP: {runner.address[0]}:{runner.address[1]} (frames go to the last sender)")
-    if not uri.startswith("udp"):
-        print(f"  read it with: imucap stream --device {uri} --print")
+        host, port = runner.address
+        uri = f"udp://0.0.0.0:{_free_udp_port()}?peer={host}:{port}"
+        print(f"  UDP: {host}:{port}, waiting to be contacted (frames go to the last sender)")
+    print(f"  read it with: imucap stream --device '{uri}' --print")
     if faults.any():
         print("  faults on: " + ", ".join(f"{k}={v}" for k, v in vars(faults).items()
                                           if v and k not in ("seed", "stall_s", "disconnect_s")))
@@ -164,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
             phone.stop()
         runner.stop()
     rep = array.report
+    if isinstance(runner, UdpRunner) and (net.loss or net.duplicate or net.reorder):
+        n = runner.net
+        print(f"network: {n.datagrams} datagrams, lost {n.lost} ({n.frames_lost} frames), "
+              f"duplicated {n.duplicated}, reordered {n.reordered}")
     print(f"sent {rep.frames_sent} intact frames ({rep.samples_sent} samples); injected: "
           f"dropped {rep.dropped_frames}, corrupted {rep.corrupted_frames}, garbage "
           f"{rep.garbage_chunks}, unknown {rep.unknown_messages}, stalls {rep.stalls}, "

@@ -50,8 +50,9 @@ def _fmt_bytes(n: float) -> str:
 
 
 def render(name: str, info: DeviceInfo | None, stats: StreamStats, window: SignalWindow,
-           elapsed_s: float, injected: FaultReport | None = None) -> str:
-    """The whole table as text."""
+           elapsed_s: float, injected: FaultReport | None = None,
+           parts: dict[str, StreamStats] | None = None) -> str:
+    """The whole table as text; ``parts`` are an array's parts, each with its own line."""
     lines = []
     if info:
         lines.append(f"imucap stream  {name}  {info.chip or 'IMU'} x{info.sensor_count} @ "
@@ -81,7 +82,9 @@ def render(name: str, info: DeviceInfo | None, stats: StreamStats, window: Signa
                  f"{_fmt_bytes(stats.bytes)}")
     lines.append(f"loss    frames lost {stats.frames_lost} in {stats.seq_gaps} gaps   samples "
                  f"lost {stats.samples_lost} ({100 * stats.loss_ratio:.2f} %)   out of order "
-                 f"{stats.out_of_order}")
+                 f"{stats.out_of_order}   duplicates {stats.duplicates}"
+                 + (f"   foreign datagrams {stats.foreign_packets}"
+                    if stats.foreign_packets else ""))
     lines.append(f"errors  bad frames {stats.bad_frames} (crc {stats.crc_errors}, cobs "
                  f"{stats.cobs_errors}, short {stats.short_frames}, oversize "
                  f"{stats.oversize_frames}, payload {stats.payload_errors})   resyncs "
@@ -92,6 +95,13 @@ def render(name: str, info: DeviceInfo | None, stats: StreamStats, window: Signa
     rtt = "-" if stats.clock_rtt_ms is None else f"{stats.clock_rtt_ms:.2f} ms"
     lines.append(f"clock   offset {stats.clock_offset_s:+.6f} s   drift "
                  f"{stats.clock_drift_ppm:+.1f} ppm   best rtt {rtt}   from {stats.clock_source}")
+    if parts:
+        lines.append(f"array   {stats.partial_samples} samples partial (a part missing)")
+        for part, ps in parts.items():
+            lines.append(f"  {part:<10}{ps.state:<13}{ps.samples_per_s:7.1f} samples/s   lost "
+                         f"{ps.samples_lost}   reconnects {ps.reconnects}   clock "
+                         f"{ps.clock_drift_ppm:+.1f} ppm, rtt "
+                         f"{'-' if ps.clock_rtt_ms is None else f'{ps.clock_rtt_ms:.2f} ms'}")
     if injected is not None:
         lines.append(
             f"emulator injected: dropped {injected.dropped_frames}   corrupted "

@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "stream, or MediaPipe on a webcam or video) into one crash-safe session "
                     "file (MCAP). Keys while recording: m = marker, q or Ctrl-C = stop.")
     p.add_argument("--device", required=True, metavar="URI",
-                   help="IMU array: serial:/dev/ttyACM0, tcp://HOST:PORT, emulator:imusic11, "
+                   help="IMU array: serial:/dev/ttyACM0, tcp://HOST:PORT, ble:NAME, "
+                        "udp://0.0.0.0:9000, array:left=URI,right=URI, emulator:imusic11, "
                         "replay:SESSION.mcap")
     p.add_argument("--truth", default=None, metavar="URI",
                    help="livelink://[HOST][:PORT] (loopback unless HOST is given: "

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stream", help="stream a device and show live rates, loss and signals",
         description="Stream frames from a device. URIs: serial:/dev/ttyACM0, serial:VID:PID, "
-                    "tcp://HOST:PORT, emulator:[PRESET][?drop=0.01&corrupt=0.01&...].")
+                    "tcp://HOST:PORT, ble:NAME_OR_ADDRESS, udp://0.0.0.0:9000[?device_id=ID], "
+                    "array:left=URI,right=URI, replay:SESSION.mcap, "
+                    "emulator:[PRESET][?drop=0.01&corrupt=0.01&...].")
     p.add_argument("--device", required=True, metavar="URI",
                    help="device URI, for example serial:/dev/ttyACM0 or emulator:imusic11")
     p.add_argument("--print", dest="show", action="store_true",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 stats = device.stats()
                 if tty:
                     table = render(device.name, device.info, stats, window, now - start,
-                                   injected)
+                                   injected, _parts(device))
                     sys.stdout.write("\x1b[H\x1b[J" + table + "\n")
                     sys.stdout.flush()
                     next_draw = now + 0.5
@@ -78,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         device.disconnect()
     stats = device.stats()
-    print(render(device.name, device.info, stats, window, time.monotonic() - start, injected))
+    print(render(device.name, device.info, stats, window, time.monotonic() - start, injected,
+                 _parts(device)))
     return 130 if interrupted else 0
+
+
+def _parts(device: object) -> dict | None:
+    """An array's parts' statistics (None for a single device)."""
+    part_stats = getattr(device, "part_stats", None)
+    return part_stats() if part_stats is not None else None
 
 
 def run_face(args: argparse.Namespace) -> int:

@@ -96,6 +96,9 @@ class StreamStats:
     frames_lost: int = 0
     samples_lost: int = 0
     out_of_order: int = 0
+    duplicates: int = 0
+    foreign_packets: int = 0
+    partial_samples: int = 0
     stalls: int = 0
     reconnects: int = 0
     reconnect_attempts: int = 0

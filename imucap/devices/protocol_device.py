@@ -40,6 +40,7 @@ from imucap.frames import ImuFrame
 
 from .base import DeviceConfig, ImuDevice, StreamStats
 from .links import Link, LinkLost
+from .reorder import SeqReorder
 
 log = logging.getLogger(__name__)
 _SENSOR_BITS = np.arange(16)
@@ -74,6 +75,7 @@ class ProtocolDevice(ImuDevice):
         self._last_ping_s = 0.0
         self._streaming_since = 0.0
         self._backlog: list[Packet] = []  # packets read during a handshake after its answer
+        self._reorder: SeqReorder | None = None  # for links that may reorder (datagrams)
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -119,6 +121,7 @@ class ProtocolDevice(ImuDevice):
         self._failure = None
         self._stopping.clear()
         self._reset_counters()
+        self._reorder = None
         try:
             self._link = self._open_and_handshake()
         except BaseException:
@@ -150,6 +153,8 @@ class ProtocolDevice(ImuDevice):
         c = self._c
         fps, sps, bps, sensor_rates = self._rates
         rtt = self._clock.best_rtt_s
+        ro = self._reorder
+        out_of_order = c["out_of_order"] + (ro.reordered + ro.late if ro else 0)
         return StreamStats(
             state=self._state, frames=c["frames"], samples=c["samples"], bytes=d.bytes_in,
             frames_per_s=fps, samples_per_s=sps, bytes_per_s=bps, sensor_rates_hz=sensor_rates,
@@ -158,7 +163,8 @@ class ProtocolDevice(ImuDevice):
             bad_frames=d.bad_frames, bytes_discarded=d.bytes_discarded, resyncs=d.resyncs,
             unknown_types=d.unknown_types, seq_gaps=c["seq_gaps"],
             frames_lost=c["frames_lost"], samples_lost=c["samples_lost"],
-            out_of_order=c["out_of_order"], stalls=c["stalls"], reconnects=c["reconnects"],
+            out_of_order=out_of_order, duplicates=ro.duplicates if ro else 0,
+            stalls=c["stalls"], reconnects=c["reconnects"],
             reconnect_attempts=c["reconnect_attempts"], queue_drops=self._queue_drops,
             clock_offset_s=self._clock.offset_s(), clock_drift_ppm=self._clock.drift_ppm,
             clock_rtt_ms=None if rtt is None else rtt * 1e3, clock_source=self._clock.source,
@@ -180,6 +186,9 @@ class ProtocolDevice(ImuDevice):
         link = self._make_link()
         link.open()
         self._link_name = link.description
+        window = getattr(link, "reorder_window_s", None)
+        if window and self._reorder is None:
+            self._reorder = SeqReorder(window)
         try:
             self._handshake(link)
         except BaseException:
@@ -194,6 +203,7 @@ class ProtocolDevice(ImuDevice):
         start = time.monotonic()
         bytes_before = self._decoder.counters.bytes_in
         next_resend = start + 0.5
+        early: list[Packet] = []  # not the answer; kept if they turn out to follow it
         while True:
             now = time.monotonic()
             if now - start > timeout_s:
@@ -223,9 +233,16 @@ class ProtocolDevice(ImuDevice):
                 if isinstance(packet.message, DeviceInfo):
                     self._accept_info(packet.message)
                 if want(packet):
-                    # What came in the same read after the answer belongs to the stream.
-                    self._backlog = packets[i + 1:]
+                    # What came after the answer belongs to the stream; so do frames that a
+                    # datagram link delivered before it although the device sent them later.
+                    later = [p for p in early if 0 < (p.seq - packet.seq) & 0xFFFF < 0x8000]
+                    self._backlog = later + packets[i + 1:]
+                    if later:
+                        self._c["out_of_order"] += 1  # the answer came after a later frame
+                    self._last_seq = packet.seq
                     return packet
+                if isinstance(packet.message, Samples) and len(early) < 64:
+                    early.append(packet)
 
     def _accept_info(self, info: DeviceInfo) -> None:
         check_version(info.proto_major, info.proto_minor)
@@ -263,6 +280,8 @@ class ProtocolDevice(ImuDevice):
                     "answer to START")
         self._last_rx = None  # stalls are measured between arrivals of the stream itself
         self._streaming_since = time.monotonic()  # the silence watchdog runs from here
+        if self._reorder is not None:
+            self._reorder.reset((self._last_seq + 1) & 0xFFFF, self._info.boot_id)
 
     # ------------------------------------------------------------------ reader thread
 
@@ -274,8 +293,13 @@ class ProtocolDevice(ImuDevice):
                 link = self._link
                 now = time.monotonic()
                 try:
-                    data = b"" if self._backlog else link.read(0.05)
+                    wait = 0.05
+                    if self._reorder is not None and self._reorder.pending:
+                        wait = min(wait, self._reorder.due_in_s(now))
+                    data = b"" if self._backlog else link.read(wait)
                     now = time.monotonic()
+                    if not data and self._reorder is not None and self._reorder.pending:
+                        self._on_packets(self._reorder.due(now), now)
                     if data or self._backlog:
                         self._on_bytes(data, now)
                         if self.config.read_interval_s and not (
@@ -322,9 +346,17 @@ class ProtocolDevice(ImuDevice):
         packets = self._decoder.feed(data)
         if self._backlog:
             packets, self._backlog = self._backlog + packets, []
+        if self._reorder is not None:
+            self._on_packets(self._reorder.push(packets, now), now)
+        else:
+            self._on_packets([(p, now) for p in packets], now)
+        self._decoder.check_peer_version()
+
+    def _on_packets(self, packets: list[tuple[Packet, float]], now: float) -> None:
+        """Account, batch and deliver packets in order; each comes with its arrival time."""
         batch: list[Samples] = []  # consecutive SAMPLES of this read, turned into one frame
         batch_seq = batch_lost = 0
-        for packet in packets:
+        for packet, arrived in packets:
             lost = self._account_seq(packet.seq)
             msg = packet.message
             if isinstance(msg, Samples):
@@ -343,14 +375,16 @@ class ProtocolDevice(ImuDevice):
             if isinstance(msg, Pong):
                 t1 = self._pings.pop(msg.nonce, None)
                 if t1 is not None:
-                    self._clock.add_probe(t1, msg.device_rx_us, msg.device_tx_us, now)
+                    self._clock.add_probe(t1, msg.device_rx_us, msg.device_tx_us, arrived)
             elif isinstance(msg, DeviceInfo):
                 self._accept_info(msg)
+                if not msg.streaming:
+                    # It restarted, or gave this host up: start the session again.
+                    raise LinkLost("the device stopped streaming")
             elif isinstance(msg, Log):
                 log.log(10 + 10 * min(msg.level, 3), "%s: %s", self.name, msg.text)
         if batch:
             self._emit(batch, batch_seq, batch_lost, now)
-        self._decoder.check_peer_version()
 
     def _account_seq(self, seq: int) -> int:
         last = self._last_seq
