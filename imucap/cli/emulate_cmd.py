@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 
 from imucap.errors import ImucapError
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         host, port = runner.address
         uri = f"udp://0.0.0.0:{_free_udp_port()}?peer={host}:{port}"
         print(f"  UDP: {host}:{port}, waiting to be contacted (frames go to the last sender)")
-    print(f"  read it with: imucap stream --device '{uri}' --print")
+    print(f"  read it with: imucap stream --device {shlex.quote(uri)} --print")
     if faults.any():
         print("  faults on: " + ", ".join(f"{k}={v}" for k, v in vars(faults).items()
                                           if v and k not in ("seed", "stall_s", "disconnect_s")))
