@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_viewer.py
 	$(BIN)/python benchmarks/bench_record.py
+	$(BIN)/python benchmarks/bench_udp_array.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
 checkpoint: install

@@ -12,7 +12,10 @@ around it. So the array's "device clock" is the host clock itself: ``device_time
 microseconds and the array's clock mapping is exact.
 
 **When a sample goes out.** A grid instant is emitted once every part has a sample at or after
-it (so its value is known), or, when a part lags or is gone, after ``partial_timeout_s``: then
+it (so its value is known): the merge adds the wait for the next sample of the part that
+samples last, between nothing and one sample period (the grid's phase is chosen at the start
+to make it short, but the boards' clocks drift against the host's, so over minutes it moves
+through the whole period; half a period on average, 5 ms at 100 Hz). Or, when a part lags or is gone, after ``partial_timeout_s``: then
 the sample is *partial*, the missing part's sensors are marked not ok (``sensor_ok`` False,
 values NaN) and ``stats().partial_samples`` counts it. A part that loses samples (a gap longer
 than two of its periods) is missing over the gap rather than interpolated across it. The other
@@ -99,25 +102,23 @@ class _PartBuffer:
 
     def sample(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values ``(k, sensors, 6)`` and ok ``(k, sensors)`` at instants ``t`` (NaN: missing)."""
-        k, s = len(t), self.values.shape[1]
-        out = np.full((k, s, 6), np.nan, np.float32)
-        ok = np.zeros((k, s), bool)
-        if len(self.t) == 0:
-            return out, ok
+        n = len(self.t)
+        if n == 0:
+            k, s = len(t), self.values.shape[1]
+            return np.full((k, s, 6), np.nan, np.float32), np.zeros((k, s), bool)
         i1 = np.searchsorted(self.t, t, side="left")
-        exact = (i1 < len(self.t)) & (self.t[np.minimum(i1, len(self.t) - 1)] == t)
-        i0 = np.where(exact, i1, i1 - 1)
-        good = (i0 >= 0) & (i1 < len(self.t))
-        i0c, i1c = np.clip(i0, 0, len(self.t) - 1), np.clip(i1, 0, len(self.t) - 1)
-        span = self.t[i1c] - self.t[i0c]
+        i1c = np.minimum(i1, n - 1)
+        exact = self.t[i1c] == t
+        i0 = np.where(exact, i1c, i1 - 1)
+        good = (i0 >= 0) & (i1 < n)
+        i0c = np.maximum(i0, 0)
+        t0, t1 = self.t[i0c], self.t[i1c]
+        span = t1 - t0
         good &= span <= self.gap_s
-        if not good.any():
-            return out, ok
-        w = np.where(span > 0, (t - self.t[i0c]) / np.where(span > 0, span, 1.0), 0.0)
-        w = w.astype(np.float32)[:, None, None]
-        v = self.values[i0c] * (1 - w) + self.values[i1c] * w
+        w = np.divide(t - t0, span, out=np.zeros(len(t)), where=span > 0)
+        v0 = self.values[i0c]
+        out = v0 + (self.values[i1c] - v0) * w.astype(np.float32)[:, None, None]
         both = self.ok[i0c] & self.ok[i1c] & good[:, None]
-        out[good] = v[good]
         out[~both] = np.nan
         return out, both
 
@@ -169,7 +170,19 @@ class ArrayMerger:
             first = min(b.last_arrival for b in self._buffers if len(b.t))
             if now - first < self.partial_timeout_s:
                 return False  # give every part a chance to deliver before starting
-        self._next_t = max(starts)
+        # The grid's phase: the one after which every part's next sample comes soonest, since
+        # an instant goes out when every part has a sample at or after it.
+        period = self.period
+        phases = [b.t[-1] % period for b in self._buffers if len(b.t)]
+
+        def wait(c: float) -> float:
+            return max((p - c) % period for p in phases)
+
+        # A margin before that sample, so that the part's clock estimate moving a little
+        # later does not make every instant wait a whole period for the sample after.
+        best = min(phases, key=wait) - min(0.002, 0.2 * period)
+        first = max(starts)
+        self._next_t = first + (best - first) % period
         return True
 
     def pop(self, now: float) -> list[ImuFrame]:
@@ -218,8 +231,12 @@ class ArrayMerger:
         self.partial_samples += int((~full).sum())
         self.valid_samples += ok.sum(axis=0)
         # One frame per run of instants with the same sensor_ok.
-        change = np.flatnonzero((ok[1:] != ok[:-1]).any(axis=1)) + 1
-        for a, b in zip(np.r_[0, change], np.r_[change, len(t)], strict=True):
+        if len(t) == 1:
+            bounds = [(0, 1)]
+        else:
+            change = (np.flatnonzero((ok[1:] != ok[:-1]).any(axis=1)) + 1).tolist()
+            bounds = list(zip([0] + change, change + [len(t)], strict=True))
+        for a, b in bounds:
             tt = t[a:b]
             out.append(ImuFrame(
                 seq=self._seq & 0xFFFF, boot_id=self.boot_id,
