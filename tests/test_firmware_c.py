@@ -5,7 +5,9 @@
 harness reads one command per line and answers one line each (protocol at the top of
 harness.c). Every vector of ``vectors/v1.json`` is encoded by C from its fields (must equal the
 Python bytes) and decoded by C from the Python bytes (must give the fields back); then random
-COBS buffers, corrupted frames and the version rule are checked against the Python codec.
+COBS buffers, corrupted frames and the version rule are checked against the Python codec. The
+packet cutting for Bluetooth LE notifications and UDP datagrams (PROTOCOL.md sections 5 and 6) is
+checked against ``firmware_bridge/transport.py`` on random frame streams.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import re
 import shutil
 import subprocess
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from imucap.firmware_bridge import cobs, codec
+from imucap.firmware_bridge import cobs, codec, transport
 from imucap.firmware_bridge.codec import FrameDecoder
 from imucap.firmware_bridge.protocol import DeviceInfo, Log, MsgType
 
@@ -439,3 +442,317 @@ def test_c_refuses_invalid_messages(harness: Harness) -> None:
     assert out[:4] == ["err encode"] * 4
     expected = codec.encode_frame(DeviceInfo(device_id=1, boot_id=2, sites=("frontalis_l",)), 0)
     assert out[4] == expected.hex()
+
+
+# ---------------------------------------------------------------- packet links: BLE and UDP
+
+
+def _random_frame(rng: random.Random, seq: int, big: bool = True) -> bytes:
+    """One encoded frame (valid COBS and CRC) of a random type and payload length."""
+    kind = rng.random()
+    if kind < 0.45:
+        n = rng.randint(0, 40)  # commands, ACK, PONG, LOG-sized
+    elif kind < 0.85 or not big:
+        n = rng.randint(100, 300)  # SAMPLES of one sample, DEVICE_INFO
+    else:
+        n = rng.choice([rng.randint(1300, 1600), rng.randint(2000, codec.MAX_BODY_SIZE - 8)])
+    payload = bytes(rng.getrandbits(8) if rng.random() < 0.8 else 0 for _ in range(n))
+    return codec.encode_frame(_RawPayload(rng.choice([1, 2, 3, 4, 5, 0x42]), payload),
+                              seq & 0xFFFF)
+
+
+def _random_bursts(rng: random.Random, count: int, max_frames: int,
+                   big: bool = True) -> list[list[bytes]]:
+    seq = rng.randrange(65536)
+    bursts = []
+    for _ in range(count):
+        frames = []
+        for _ in range(rng.randint(1, max_frames)):
+            frames.append(_random_frame(rng, seq, big))
+            seq += 1
+        bursts.append(frames)
+    return bursts
+
+
+def _random_cuts(rng: random.Random, data: bytes) -> list[bytes]:
+    """Pieces of a burst as the firmware might write them: per frame or cut anywhere."""
+    if rng.random() < 0.5:
+        frames = transport.split_frames(data)
+        assert b"".join(frames) == data
+        return frames
+    pieces, i = [], 0
+    while i < len(data):
+        n = rng.choice([0, 1, 2, 19, 20, 21, rng.randint(1, 600)])
+        pieces.append(data[i:i + n])
+        i += n
+    return pieces
+
+
+def _tok(piece: bytes) -> str:
+    return piece.hex() or "-"
+
+
+def parse_emits(line: str, word: str) -> tuple[list[tuple[int, bytes, bool]], dict[str, int]]:
+    """`word I:HEX[:x]... ; k=v ...` -> [(token index, bytes, refused)], counters."""
+    emits_part, _, counters = line.partition(" ; ")
+    words = emits_part.split()
+    assert words and words[0] == word, line[:200]
+    emits = []
+    for item in words[1:]:
+        parts = item.split(":")
+        raw = b"" if parts[1] == "-" else bytes.fromhex(parts[1])
+        emits.append((int(parts[0]), raw, len(parts) > 2 and parts[2] == "x"))
+    return emits, {k: int(v) for k, v in (kv.split("=") for kv in counters.split())}
+
+
+def chunker_timing(tokens: list[str], size: int) -> list[int]:
+    """Token index of every value the chunker emits: full ones during the write that fills
+    them, the partial one at the flush."""
+    held, out = 0, []
+    for i, tok in enumerate(tokens):
+        if tok == ".":
+            if held:
+                out.append(i)
+            held = 0
+        else:
+            n = 0 if tok == "-" else len(tok) // 2
+            out += [i] * ((held + n) // size)
+            held = (held + n) % size
+    return out
+
+
+def packer_timing(tokens: list[str], max_size: int) -> list[int]:
+    """Token index of every datagram the packer emits: when the next frame does not fit, when a
+    datagram is exactly full, a too-long frame at once, the partial one at the flush."""
+    held, out = 0, []
+    for i, tok in enumerate(tokens):
+        if tok == ".":
+            if held:
+                out.append(i)
+            held = 0
+            continue
+        for frame in transport.split_frames(b"" if tok == "-" else bytes.fromhex(tok)):
+            if held and held + len(frame) > max_size:
+                out.append(i)
+                held = 0
+            if len(frame) > max_size:
+                out.append(i)
+                continue
+            held += len(frame)
+            if held == max_size:
+                out.append(i)
+                held = 0
+    return out
+
+
+BLE_MTUS = [23, 24, 27, 50, 100, 185, 247, 251, 512, 515]
+
+
+def test_c_chunker_matches_python_notification_chunks(harness: Harness) -> None:
+    """Random frame streams cut into notification values: C equals notification_chunks()."""
+    rng = random.Random(0xB1E)
+    lines, expected = [], []
+    for mtu in BLE_MTUS:
+        for _ in range(4):
+            tokens: list[str] = []
+            values: list[bytes] = []
+            for burst in _random_bursts(rng, rng.randint(1, 6), 10):
+                stream = b"".join(burst)
+                tokens += [_tok(p) for p in _random_cuts(rng, stream)] + ["."]
+                if rng.random() < 0.2:
+                    tokens.append(".")  # a flush with nothing held sends nothing
+                values += transport.notification_chunks(stream, mtu)
+            lines.append(" ".join(["chunk", str(mtu), "512", *tokens]))
+            expected.append((mtu, tokens, values))
+    out = harness.run(lines)
+    total = 0
+    for (mtu, tokens, values), line in zip(expected, out, strict=True):
+        emits, counters = parse_emits(line, "values")
+        assert [raw for _, raw, _ in emits] == values, (mtu, line[:200])
+        assert [i for i, _, _ in emits] == chunker_timing(tokens, mtu - 3), mtu
+        assert all(len(raw) == mtu - 3 for i, raw, _ in emits if tokens[i] != "."), mtu
+        assert counters == {"sent": len(values), "dropped": 0, "pending": 0}
+        total += len(values)
+    assert total > 1000
+
+
+def test_c_chunker_edges(harness: Harness) -> None:
+    ping = bytes.fromhex(next(c["frame_hex"] for c in CASES if c["name"] == "ping"))
+    twenty = bytes(range(1, 21))
+    long_frame = bytes((i % 255) + 1 for i in range(610)) + b"\x00"
+    out = harness.run([
+        "chunk 23 512 . .",                       # empty flushes
+        "chunk 23 512 - .",                       # an empty write
+        f"chunk 23 512 {twenty.hex()} .",         # exactly one value: sent at once
+        f"chunk 23 20 {(twenty * 2).hex()} {twenty[:5].hex()} .",  # buffer = value size
+        f"chunk 23 512 {long_frame.hex()} .",     # a frame over many values
+        f"chunk 23 512 {ping.hex()} .",           # PING: two writes at MTU 23
+        f"chunk 247 512 {bytes(30).hex()} m23 {bytes(15).hex()} .",  # MTU exchange mid-way
+        f"chunk 23 512 {bytes(10).hex()} m247 {bytes(300).hex()} .",
+        f"chunk 517 512 {bytes(1030).hex()} .",   # values are at most 512 bytes
+        f"chunk 23 512 ! {twenty.hex()} {twenty.hex()} .",  # a refused value is counted
+        "chunk 22 512 .",                         # below the minimum ATT_MTU
+        "chunk 247 243 .",                        # buffer smaller than a value
+        "chunk 247 512 m22 .",
+        "chunk 247 244 m248 .",
+    ])
+    assert out[0] == "values ; sent=0 dropped=0 pending=0"
+    assert out[1] == "values ; sent=0 dropped=0 pending=0"
+    assert out[2] == f"values 0:{twenty.hex()} ; sent=1 dropped=0 pending=0"
+    assert out[3] == (f"values 0:{twenty.hex()} 0:{twenty.hex()} 2:{twenty[:5].hex()} ; "
+                      "sent=3 dropped=0 pending=0")
+    emits, _ = parse_emits(out[4], "values")
+    assert [raw for _, raw, _ in emits] == transport.notification_chunks(long_frame, 23)
+    assert [i for i, _, _ in emits] == [0] * 30 + [1]
+    assert len(ping) == 22  # PROTOCOL.md: "A PING frame is 22 bytes ... takes two writes"
+    emits, _ = parse_emits(out[5], "values")
+    assert [raw for _, raw, _ in emits] == transport.notification_chunks(ping, 23)
+    assert [(i, len(raw)) for i, raw, _ in emits] == [(0, 20), (1, 2)]
+    # 30 bytes held at MTU 247; at MTU 23 one value of 20 goes at once, 10 stay.
+    emits, _ = parse_emits(out[6], "values")
+    assert [(i, len(raw)) for i, raw, _ in emits] == [(1, 20), (2, 20), (3, 5)]
+    assert b"".join(raw for _, raw, _ in emits) == bytes(45)
+    emits, _ = parse_emits(out[7], "values")
+    assert [(i, len(raw)) for i, raw, _ in emits] == [(2, 244), (3, 66)]
+    emits, _ = parse_emits(out[8], "values")
+    assert [(i, len(raw)) for i, raw, _ in emits] == [(0, 512), (0, 512), (1, 6)]
+    emits, counters = parse_emits(out[9], "values")
+    assert [(i, refused) for i, _, refused in emits] == [(1, True), (2, False)]
+    assert counters == {"sent": 1, "dropped": 1, "pending": 0}
+    assert out[10:] == ["err init", "err init", "err mtu", "err mtu"]
+
+
+MAX_SIZES = [transport.UDP_MAX_DATAGRAM, 0, 1, 2, 7, 16, 64, 300, 1000, 4200]
+
+
+def test_c_packer_matches_python_pack_datagrams(harness: Harness) -> None:
+    """Random frame streams packed into datagrams: C equals pack_datagrams()."""
+    rng = random.Random(0x0D9)
+    lines, expected = [], []
+    for max_size in MAX_SIZES:
+        for _ in range(4):
+            tokens: list[str] = []
+            datagrams: list[bytes] = []
+            for burst in _random_bursts(rng, rng.randint(1, 6), 14):
+                pieces, i = [], 0
+                while i < len(burst):  # one or more whole frames per write
+                    n = rng.choice([1, 1, 1, 2, 3])
+                    piece = b"".join(burst[i:i + n])
+                    if rng.random() < 0.15:
+                        piece = b"\x00" + piece if rng.random() < 0.5 else piece + b"\x00"
+                    pieces.append(piece)
+                    i += n
+                tokens += [_tok(p) for p in pieces] + ["."]
+                if rng.random() < 0.2:
+                    tokens.append(".")
+                datagrams += transport.pack_datagrams(b"".join(pieces), max_size)
+            lines.append(" ".join(["pack", str(max_size), "8192", *tokens]))
+            expected.append((max_size, tokens, datagrams))
+    out = harness.run(lines)
+    total = 0
+    for (max_size, tokens, datagrams), line in zip(expected, out, strict=True):
+        emits, counters = parse_emits(line, "datagrams")
+        got = [raw for _, raw, _ in emits]
+        assert got == datagrams, (max_size, line[:200])
+        assert [i for i, _, _ in emits] == packer_timing(tokens, max_size), max_size
+        for raw in got:  # whole frames only; over max_size only as a lone frame
+            assert raw.endswith(b"\x00") and b"\x00\x00" not in raw
+            assert len(raw) <= max_size or len(transport.split_frames(raw)) == 1
+        assert counters == {"sent": len(datagrams), "dropped": 0, "pending": 0,
+                            "discarded": 0}
+        total += len(datagrams)
+    assert total > 500
+
+
+def test_c_packer_edges(harness: Harness) -> None:
+    a = bytes([1, 2, 3]) + b"\x00"            # 4 bytes
+    b = bytes([4] * 5) + b"\x00"              # 6 bytes
+    big = bytes((i % 255) + 1 for i in range(1472)) + b"\x00"  # 1473: over 1472
+    exact = bytes((i % 255) + 1 for i in range(1471)) + b"\x00"  # 1472: exactly one datagram
+    tail = b"\xaa\xbb"                         # a partial frame: no delimiter
+    samples = [_random_frame(random.Random(k), k, big=False) for k in range(40)]
+    sample_stream = b"".join(samples)
+    out = harness.run([
+        "pack 1472 1472 . .",                          # empty flushes
+        "pack 1472 1472 00 0000 - .",                  # only empty frames: nothing
+        f"pack 10 10 {a.hex()} {b.hex()} .",           # 4 + 6 = 10: sent when full
+        f"pack 1472 1472 {exact.hex()} .",             # one frame of exactly max_size
+        f"pack 1472 1472 {a.hex()} {big.hex()} {a.hex()} .",  # over max_size: alone
+        f"pack 9 9 {a.hex()} {b.hex()} .",             # 4 + 6 > 9: two datagrams
+        f"pack 1472 1472 {(a + tail).hex()} .",        # bytes after the last 0x00
+        f"pack 1472 1472 ! {a.hex()} . {b.hex()} .",   # a refused datagram is counted
+        f"pack 1472 1472 {sample_stream.hex()} .",
+        "pack 1472 1471 .",                            # buffer smaller than max_size
+    ])
+    assert out[0] == "datagrams ; sent=0 dropped=0 pending=0 discarded=0"
+    assert out[1] == "datagrams ; sent=0 dropped=0 pending=0 discarded=0"
+    assert out[2] == f"datagrams 1:{(a + b).hex()} ; sent=1 dropped=0 pending=0 discarded=0"
+    assert out[3] == f"datagrams 0:{exact.hex()} ; sent=1 dropped=0 pending=0 discarded=0"
+    emits, _ = parse_emits(out[4], "datagrams")
+    assert [(i, raw) for i, raw, _ in emits] == [(1, a), (1, big), (3, a)]
+    assert [raw for _, raw, _ in emits] == transport.pack_datagrams(a + big + a)
+    emits, _ = parse_emits(out[5], "datagrams")
+    assert [(i, raw) for i, raw, _ in emits] == [(1, a), (2, b)]
+    emits, counters = parse_emits(out[6], "datagrams")
+    assert [raw for _, raw, _ in emits] == [a] == transport.pack_datagrams(a + tail)
+    assert counters["discarded"] == 2
+    emits, counters = parse_emits(out[7], "datagrams")
+    assert [(i, raw, refused) for i, raw, refused in emits] == [(2, a, True), (4, b, False)]
+    assert counters == {"sent": 1, "dropped": 1, "pending": 0, "discarded": 0}
+    emits, _ = parse_emits(out[8], "datagrams")
+    assert [raw for _, raw, _ in emits] == transport.pack_datagrams(sample_stream)
+    assert len(emits) > 1 and all(len(raw) <= 1472 for _, raw, _ in emits)
+    assert out[9] == "err init"
+
+
+def test_c_ble_names_and_uuids_match_python(harness: Harness) -> None:
+    ids = [0, 1, 0x1A2B, 0xDEADBEEF, 0xFFFFFFFF, 0x12340000]
+    out = harness.run([f"blename {i}" for i in ids] + ["uuid 1", "uuid 2", "uuid 3"])
+    assert out[:len(ids)] == [f"{transport.ble_name(i)} {i:08x}" for i in ids]
+    # 128-bit UUIDs go over the air least significant byte first (NimBLE's BLE_UUID128_INIT).
+    uuids = [transport.SERVICE_UUID, transport.FRAMES_UUID, transport.COMMANDS_UUID]
+    assert out[len(ids):] == [uuid.UUID(u).bytes[::-1].hex() for u in uuids]
+
+
+def test_c_link_constants_match_python() -> None:
+    header = PROTO_H.read_text(encoding="utf-8")
+
+    def define(name: str) -> int:
+        match = re.search(rf"#define {name} (0x[0-9A-Fa-f]+|\d+)u", header)
+        assert match, name
+        return int(match.group(1), 0)
+
+    assert define("IMUCAP_UDP_DEFAULT_PORT") == transport.UDP_DEFAULT_PORT
+    assert define("IMUCAP_UDP_MAX_DATAGRAM") == transport.UDP_MAX_DATAGRAM
+    assert define("IMUCAP_UDP_ANNOUNCE_MS") == round(transport.UDP_ANNOUNCE_S * 1000)
+    assert define("IMUCAP_UDP_HOST_TIMEOUT_MS") == round(transport.UDP_HOST_TIMEOUT_S * 1000)
+    assert define("IMUCAP_BLE_ATT_HEADER") == transport.ATT_HEADER
+    assert define("IMUCAP_BLE_DEFAULT_ATT_MTU") == transport.DEFAULT_ATT_MTU
+    assert define("IMUCAP_BLE_PREFERRED_ATT_MTU") == transport.PREFERRED_ATT_MTU
+    for name, full in [("DEVICE_INFORMATION", transport.DEVICE_INFORMATION_UUID),
+                       ("MANUFACTURER_NAME", transport.MANUFACTURER_NAME_UUID),
+                       ("MODEL_NUMBER", transport.MODEL_NUMBER_UUID),
+                       ("SERIAL_NUMBER", transport.SERIAL_NUMBER_UUID),
+                       ("FIRMWARE_REVISION", transport.FIRMWARE_REVISION_UUID)]:
+        assert f"{define('IMUCAP_BLE_UUID16_' + name):08x}-0000-1000-8000-00805f9b34fb" == full
+
+
+# ---------------------------------------------------------------- board firmware (not built)
+
+BOARD_MAIN = FIRMWARE / "esp32s3" / "main"
+
+
+def test_board_kconfig_defines_every_option_the_code_uses() -> None:
+    """The ESP32-S3 code is not compiled here; at least its CONFIG_IMUCAP_* names must exist."""
+    kconfig = (BOARD_MAIN / "Kconfig.projbuild").read_text(encoding="utf-8")
+    defined = set(re.findall(r"^\s*config\s+(IMUCAP_\w+)", kconfig, re.M))
+    used = set()
+    for path in BOARD_MAIN.glob("*.[ch]"):
+        used |= set(re.findall(r"\bCONFIG_(IMUCAP_\w+)", path.read_text(encoding="utf-8")))
+    assert used, "the board code reads no imucap option"
+    assert used <= defined, sorted(used - defined)
+    for name in ("IMUCAP_LINK_USB", "IMUCAP_LINK_BLE", "IMUCAP_LINK_UDP"):
+        assert name in defined
+    sources = (BOARD_MAIN / "CMakeLists.txt").read_text(encoding="utf-8")
+    for name in ("main.c", "link_usb.c", "link_ble.c", "link_udp.c", "icm42688.c"):
+        assert f'"{name}"' in sources and (BOARD_MAIN / name).exists(), name

@@ -27,6 +27,19 @@
  *        cmd:TYPE:SEQ:MAJOR:MINOR[:ARGS] (ARGS: SET_RATE rate:spf, PING nonce:host_time),
  *        bad, version:TYPE:SEQ:MAJOR:MINOR or ignored:TYPE:SEQ:MAJOR:MINOR.
  *   rxinit CAP                  -> ok       new receiver with a CAP-byte buffer, counters zero
+ *   chunk MTU CAP TOKEN...      -> values EMIT... ; sent=N dropped=N pending=N | err REASON
+ *        A Bluetooth LE notification chunker (imucap_chunker_*) at ATT_MTU MTU on a CAP-byte
+ *        buffer (CAP <= 1024), fed token by token: HEX writes those bytes ("-" writes none),
+ *        "." flushes, mN sets the ATT_MTU to N, "!" makes the next emit call refuse its value.
+ *        EMIT is I:HEX for each value emitted, I being the 0-based index of the token during
+ *        which it came out; a refused value is written I:HEX:x. "err init" when the chunker
+ *        cannot start, "err mtu" when an mN fails (nothing else is printed then).
+ *   pack MAX CAP TOKEN...       -> datagrams EMIT... ; sent=N dropped=N pending=N discarded=N
+ *        The same for the UDP datagram packer (imucap_packer_*, datagrams of at most MAX
+ *        bytes, CAP-byte buffer, CAP <= 8192): HEX is one imucap_packer_write, "." a flush,
+ *        "!" refuses the next datagram.
+ *   blename DEVICE_ID           -> NAME SERIAL   imucap_ble_default_name and imucap_hex(8)
+ *   uuid ID                     -> 32 hex digits: IMUCAP_BLE_UUID128_BYTES(ID) in memory order
  *
  * FIELDS, the same for enc and dec, by TYPE:
  *   1 DEVICE_INFO  proto_major proto_minor device_id boot_id rate_hz samples_per_frame content
@@ -601,6 +614,170 @@ static void cmd_rxinit(void)
     puts("ok");
 }
 
+/* ------------------------------------------------------------------ chunk, pack */
+
+#define MAX_TOKENS 4096u
+
+static char *tokens[MAX_TOKENS];
+static size_t token_count;
+static size_t current_token;
+static int refuse_next;
+
+/* Reads the remaining tokens of the line and checks them: HEX, "-", ".", "!" or (when
+ * allow_mtu) mN. Returns 0 on a syntax error. */
+static int collect_tokens(int allow_mtu)
+{
+    char *tok;
+    token_count = 0;
+    while ((tok = next_token()) != NULL) {
+        size_t n;
+        if (token_count >= MAX_TOKENS) {
+            return 0;
+        }
+        if (strcmp(tok, ".") != 0 && strcmp(tok, "!") != 0) {
+            if (tok[0] == 'm') {
+                unsigned long long v;
+                if (!allow_mtu || !parse_u64(tok + 1, 0xFFFFull, &v)) {
+                    return 0;
+                }
+            } else if (!parse_hex(tok, bin, sizeof bin, &n)) {
+                return 0;
+            }
+        }
+        tokens[token_count++] = tok;
+    }
+    return 1;
+}
+
+static bool emit_print(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    printf(" %lu:", (unsigned long)current_token);
+    print_hex(data, len);
+    if (refuse_next) {
+        refuse_next = 0;
+        fputs(":x", stdout);
+        return false;
+    }
+    return true;
+}
+
+static void cmd_chunk(void)
+{
+    static uint8_t held[1024];
+    unsigned long long mtu, cap;
+    imucap_chunker_t c;
+    size_t i, len;
+    if (!parse_u64(next_token(), 0xFFFFull, &mtu) ||
+        !parse_u64(next_token(), sizeof held, &cap) || !collect_tokens(1)) {
+        puts("err syntax");
+        return;
+    }
+    if (!imucap_chunker_init(&c, held, (size_t)cap, (unsigned)mtu, emit_print, NULL)) {
+        puts("err init");
+        return;
+    }
+    /* Dry run of the MTU changes on a copy, so that an error prints nothing else. */
+    {
+        imucap_chunker_t probe = c;
+        for (i = 0; i < token_count; i++) {
+            unsigned long long v;
+            if (tokens[i][0] == 'm') {
+                (void)parse_u64(tokens[i] + 1, 0xFFFFull, &v);
+                probe.len = 0;
+                if (!imucap_chunker_set_mtu(&probe, (unsigned)v)) {
+                    puts("err mtu");
+                    return;
+                }
+            }
+        }
+    }
+    refuse_next = 0;
+    printf("values");
+    for (i = 0; i < token_count; i++) {
+        const char *tok = tokens[i];
+        current_token = i;
+        if (strcmp(tok, ".") == 0) {
+            imucap_chunker_flush(&c);
+        } else if (strcmp(tok, "!") == 0) {
+            refuse_next = 1;
+        } else if (tok[0] == 'm') {
+            unsigned long long v;
+            (void)parse_u64(tok + 1, 0xFFFFull, &v);
+            (void)imucap_chunker_set_mtu(&c, (unsigned)v);
+        } else {
+            (void)parse_hex(tok, bin, sizeof bin, &len);
+            imucap_chunker_write(&c, bin, len);
+        }
+    }
+    printf(" ; sent=%lu dropped=%lu pending=%lu\n", (unsigned long)c.values_sent,
+           (unsigned long)c.values_dropped, (unsigned long)imucap_chunker_pending(&c));
+}
+
+static void cmd_pack(void)
+{
+    static uint8_t held[8192];
+    unsigned long long max_size, cap;
+    imucap_packer_t p;
+    size_t i, len;
+    if (!parse_u64(next_token(), 0xFFFFFFFFull, &max_size) ||
+        !parse_u64(next_token(), sizeof held, &cap) || !collect_tokens(0)) {
+        puts("err syntax");
+        return;
+    }
+    if (!imucap_packer_init(&p, held, (size_t)cap, (size_t)max_size, emit_print, NULL)) {
+        puts("err init");
+        return;
+    }
+    refuse_next = 0;
+    printf("datagrams");
+    for (i = 0; i < token_count; i++) {
+        const char *tok = tokens[i];
+        current_token = i;
+        if (strcmp(tok, ".") == 0) {
+            imucap_packer_flush(&p);
+        } else if (strcmp(tok, "!") == 0) {
+            refuse_next = 1;
+        } else {
+            (void)parse_hex(tok, bin, sizeof bin, &len);
+            imucap_packer_write(&p, bin, len);
+        }
+    }
+    printf(" ; sent=%lu dropped=%lu pending=%lu discarded=%lu\n",
+           (unsigned long)p.datagrams_sent, (unsigned long)p.datagrams_dropped,
+           (unsigned long)imucap_packer_pending(&p), (unsigned long)p.bytes_discarded);
+}
+
+static void cmd_blename(void)
+{
+    unsigned long long id;
+    char name[IMUCAP_BLE_DEFAULT_NAME_SIZE];
+    char serial[9];
+    if (!parse_u64(next_token(), 0xFFFFFFFFull, &id) || next_token() != NULL) {
+        puts("err syntax");
+        return;
+    }
+    imucap_ble_default_name(name, (uint32_t)id);
+    imucap_hex(serial, (uint32_t)id, 8u);
+    printf("%s %s\n", name, serial);
+}
+
+static void cmd_uuid(void)
+{
+    unsigned long long id;
+    uint8_t u[16];
+    if (!parse_u64(next_token(), 0xFFull, &id) || next_token() != NULL) {
+        puts("err syntax");
+        return;
+    }
+    {
+        const uint8_t bytes[16] = {IMUCAP_BLE_UUID128_BYTES((uint8_t)id)};
+        memcpy(u, bytes, sizeof u);
+    }
+    print_hex(u, sizeof u);
+    putchar('\n');
+}
+
 /* ------------------------------------------------------------------ crc, cobs */
 
 static void cmd_crc(void)
@@ -679,6 +856,14 @@ int main(void)
             cmd_rx();
         } else if (strcmp(cmd, "rxinit") == 0) {
             cmd_rxinit();
+        } else if (strcmp(cmd, "chunk") == 0) {
+            cmd_chunk();
+        } else if (strcmp(cmd, "pack") == 0) {
+            cmd_pack();
+        } else if (strcmp(cmd, "blename") == 0) {
+            cmd_blename();
+        } else if (strcmp(cmd, "uuid") == 0) {
+            cmd_uuid();
         } else {
             puts("err command");
         }

@@ -788,3 +788,209 @@ imucap_rx_event_t imucap_rx_push(imucap_rx_t *rx, uint8_t byte, imucap_cmd_t *cm
     }
     return IMUCAP_RX_COMMAND;
 }
+
+/* ------------------------------------------------------------------ packet links (BLE, UDP) */
+
+void imucap_hex(char *out, uint32_t v, unsigned digits)
+{
+    static const char hex_digits[] = "0123456789abcdef";
+    unsigned i;
+    if (digits > 8u) {
+        digits = 8u;
+    }
+    for (i = 0; i < digits; i++) {
+        unsigned shift = 4u * (digits - 1u - i);
+        out[i] = hex_digits[(v >> shift) & 0x0Fu];
+    }
+    out[digits] = '\0';
+}
+
+void imucap_ble_default_name(char *out, uint32_t device_id)
+{
+    memcpy(out, "imucap-", 7u);
+    imucap_hex(out + 7, device_id & 0xFFFFu, 4u);
+}
+
+/* Value size at an ATT_MTU, 0 when the ATT_MTU is invalid. */
+static size_t ble_value_size(unsigned att_mtu)
+{
+    if (att_mtu < IMUCAP_BLE_DEFAULT_ATT_MTU) {
+        return 0u;
+    }
+    return IMUCAP_BLE_VALUE_SIZE((size_t)att_mtu);
+}
+
+static void chunker_emit(imucap_chunker_t *c, const uint8_t *data, size_t len)
+{
+    if (c->emit(c->ctx, data, len)) {
+        c->values_sent++;
+    } else {
+        c->values_dropped++;
+    }
+}
+
+/* Emits every full value of the held bytes and moves the rest to the front. */
+static void chunker_emit_held_full(imucap_chunker_t *c)
+{
+    size_t off = 0;
+    while (c->len - off >= c->size) {
+        chunker_emit(c, c->buf + off, c->size);
+        off += c->size;
+    }
+    if (off > 0u) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+}
+
+bool imucap_chunker_init(imucap_chunker_t *c, uint8_t *buf, size_t cap, unsigned att_mtu,
+                         imucap_emit_fn emit, void *ctx)
+{
+    size_t size = ble_value_size(att_mtu);
+    memset(c, 0, sizeof *c);
+    if (size == 0u || buf == NULL || cap < size || emit == NULL) {
+        return false;
+    }
+    c->buf = buf;
+    c->cap = cap;
+    c->size = size;
+    c->emit = emit;
+    c->ctx = ctx;
+    return true;
+}
+
+bool imucap_chunker_set_mtu(imucap_chunker_t *c, unsigned att_mtu)
+{
+    size_t size = ble_value_size(att_mtu);
+    if (size == 0u || size > c->cap || c->emit == NULL) {
+        return false;
+    }
+    c->size = size;
+    chunker_emit_held_full(c);
+    return true;
+}
+
+void imucap_chunker_write(imucap_chunker_t *c, const uint8_t *data, size_t len)
+{
+    if (c->emit == NULL) {
+        return;
+    }
+    while (len > 0u) {
+        size_t n;
+        if (c->len == 0u && len >= c->size) { /* a whole value straight from the input */
+            chunker_emit(c, data, c->size);
+            data += c->size;
+            len -= c->size;
+            continue;
+        }
+        n = c->size - c->len;
+        if (n > len) {
+            n = len;
+        }
+        memcpy(c->buf + c->len, data, n);
+        c->len += n;
+        data += n;
+        len -= n;
+        if (c->len == c->size) {
+            chunker_emit(c, c->buf, c->len);
+            c->len = 0;
+        }
+    }
+}
+
+void imucap_chunker_flush(imucap_chunker_t *c)
+{
+    if (c->emit != NULL && c->len > 0u) {
+        chunker_emit(c, c->buf, c->len);
+        c->len = 0;
+    }
+}
+
+void imucap_chunker_reset(imucap_chunker_t *c)
+{
+    c->len = 0;
+}
+
+size_t imucap_chunker_pending(const imucap_chunker_t *c)
+{
+    return c->len;
+}
+
+static void packer_emit(imucap_packer_t *p, const uint8_t *data, size_t len)
+{
+    if (p->emit(p->ctx, data, len)) {
+        p->datagrams_sent++;
+    } else {
+        p->datagrams_dropped++;
+    }
+}
+
+/* Adds one whole frame (delimiter included, len >= 2). */
+static void packer_add_frame(imucap_packer_t *p, const uint8_t *frame, size_t len)
+{
+    if (p->len > 0u && p->len + len > p->max_size) {
+        packer_emit(p, p->buf, p->len);
+        p->len = 0;
+    }
+    if (len > p->max_size) { /* too long for any datagram: alone (the held one went first) */
+        packer_emit(p, frame, len);
+        return;
+    }
+    memcpy(p->buf + p->len, frame, len);
+    p->len += len;
+    if (p->len == p->max_size) { /* no frame fits any more: send it now */
+        packer_emit(p, p->buf, p->len);
+        p->len = 0;
+    }
+}
+
+bool imucap_packer_init(imucap_packer_t *p, uint8_t *buf, size_t cap, size_t max_size,
+                        imucap_emit_fn emit, void *ctx)
+{
+    memset(p, 0, sizeof *p);
+    if (emit == NULL || cap < max_size || (buf == NULL && max_size > 0u)) {
+        return false;
+    }
+    p->buf = buf;
+    p->cap = cap;
+    p->max_size = max_size;
+    p->emit = emit;
+    p->ctx = ctx;
+    return true;
+}
+
+void imucap_packer_write(imucap_packer_t *p, const uint8_t *data, size_t len)
+{
+    size_t start = 0, i;
+    if (p->emit == NULL) {
+        return;
+    }
+    for (i = 0; i < len; i++) {
+        if (data[i] != 0u) {
+            continue;
+        }
+        if (i > start) { /* a frame of i - start bytes and its delimiter */
+            packer_add_frame(p, data + start, i + 1u - start);
+        }
+        start = i + 1u; /* an empty frame (a lone 0x00) is skipped */
+    }
+    p->bytes_discarded += (uint32_t)(len - start);
+}
+
+void imucap_packer_flush(imucap_packer_t *p)
+{
+    if (p->emit != NULL && p->len > 0u) {
+        packer_emit(p, p->buf, p->len);
+        p->len = 0;
+    }
+}
+
+void imucap_packer_reset(imucap_packer_t *p)
+{
+    p->len = 0;
+}
+
+size_t imucap_packer_pending(const imucap_packer_t *p)
+{
+    return p->len;
+}

@@ -431,6 +431,151 @@ imucap_rx_event_t imucap_rx_push(imucap_rx_t *rx, uint8_t byte, imucap_cmd_t *cm
 /* Damaged frames dropped so far: CRC, COBS, short, oversize and payload errors. */
 uint32_t imucap_rx_bad_frames(const imucap_rx_t *rx);
 
+/* ------------------------------------------------------------------ packet links (BLE, UDP) */
+
+/* Links that carry packets instead of a byte stream (PROTOCOL.md sections 5 and 6) cut the same
+ * frame stream in two ways; the Python references are firmware_bridge/transport.py's
+ * notification_chunks() and pack_datagrams(), and imucap's tests compare both byte for byte.
+ *
+ *   Bluetooth LE: imucap_chunker_t cuts the stream into notification values of ATT_MTU - 3
+ *   bytes. Frames share values and continue across them; a value is sent as soon as it is
+ *   full, and the partly filled one when the firmware has nothing more waiting (flush).
+ *
+ *   UDP: imucap_packer_t packs WHOLE frames into datagrams of at most max_size bytes (1472);
+ *   a frame is never split, and one longer than max_size travels alone.
+ *
+ * Both hand their output to an emit callback, synchronously, from inside write()/flush():
+ *
+ *     static bool send_value(void *ctx, const uint8_t *data, size_t len)
+ *     {   // data is valid only during the call: copy it (into an mbuf, a socket, ...)
+ *         return ble_notify(data, len) == 0;   // false: the value was lost (counted)
+ *     }
+ *     static uint8_t held[IMUCAP_BLE_MAX_VALUE];
+ *     static imucap_chunker_t ch;
+ *     imucap_chunker_init(&ch, held, sizeof held, 247, send_value, NULL);
+ *     imucap_chunker_write(&ch, frame, n);   // every encoded frame, in sequence order
+ *     imucap_chunker_flush(&ch);             // when no more frames are waiting
+ *
+ * Nothing is retried: a value or datagram the callback refuses is counted and dropped, which
+ * the host sees as damaged frames and a gap in sequence numbers (PROTOCOL.md 5 and 6). The
+ * structs are not thread-safe: call one from one task. Treat their fields as private except
+ * the counters. */
+
+/* Bytes of an ATT notification or write that are not its value. */
+#define IMUCAP_BLE_ATT_HEADER 3u
+/* ATT_MTU every link starts with, and the one the reference firmware offers. */
+#define IMUCAP_BLE_DEFAULT_ATT_MTU 23u
+#define IMUCAP_BLE_PREFERRED_ATT_MTU 247u
+/* Longest attribute value ATT allows: an ATT_MTU above 515 carries no more in one value. */
+#define IMUCAP_BLE_MAX_VALUE 512u
+/* Frame-stream bytes one notification carries at `att_mtu` (>= 23). */
+#define IMUCAP_BLE_VALUE_SIZE(att_mtu)                                        \
+    ((att_mtu) - IMUCAP_BLE_ATT_HEADER > IMUCAP_BLE_MAX_VALUE ? IMUCAP_BLE_MAX_VALUE \
+                                                              : (att_mtu) - IMUCAP_BLE_ATT_HEADER)
+
+/* The imucap GATT UUIDs 9531000N-e026-4a0c-8a12-a68dcdc1c7ff as the 16 bytes of a 128-bit
+ * UUID, least significant byte first: the order Bluetooth sends them in and NimBLE's
+ * BLE_UUID128_INIT() takes (its arguments are these 16 bytes). `id` is one of the
+ * IMUCAP_BLE_ID_* values. */
+#define IMUCAP_BLE_UUID128_BYTES(id)                                                       \
+    0xffu, 0xc7u, 0xc1u, 0xcdu, 0x8du, 0xa6u, 0x12u, 0x8au, 0x0cu, 0x4au, 0x26u, 0xe0u, (id), \
+        0x00u, 0x31u, 0x95u
+#define IMUCAP_BLE_ID_SERVICE 0x01u  /* 95310001-...: the imucap service */
+#define IMUCAP_BLE_ID_FRAMES 0x02u   /* 95310002-...: frames, device -> host, notify */
+#define IMUCAP_BLE_ID_COMMANDS 0x03u /* 95310003-...: commands, host -> device, write */
+/* Bluetooth SIG 16-bit UUIDs of the Device Information service and its strings. */
+#define IMUCAP_BLE_UUID16_DEVICE_INFORMATION 0x180Au
+#define IMUCAP_BLE_UUID16_MANUFACTURER_NAME 0x2A29u
+#define IMUCAP_BLE_UUID16_MODEL_NUMBER 0x2A24u
+#define IMUCAP_BLE_UUID16_SERIAL_NUMBER 0x2A25u
+#define IMUCAP_BLE_UUID16_FIRMWARE_REVISION 0x2A26u
+
+/* UDP: the host's default port, the largest datagram (one Ethernet MTU without IP
+ * fragmentation) unless a single frame is larger, how often a device without a host announces
+ * itself, and how long without a command before it gives its host up. */
+#define IMUCAP_UDP_DEFAULT_PORT 9000u
+#define IMUCAP_UDP_MAX_DATAGRAM 1472u
+#define IMUCAP_UDP_ANNOUNCE_MS 1000u
+#define IMUCAP_UDP_HOST_TIMEOUT_MS 5000u
+
+/* Writes `digits` (1..8) lowercase hex digits of `v`, most significant first, and a NUL into
+ * out[0..digits]: the Device Information serial number is imucap_hex(out, device_id, 8). */
+void imucap_hex(char *out, uint32_t v, unsigned digits);
+
+/* Size of the buffer imucap_ble_default_name() fills: "imucap-" + 4 hex digits + NUL. */
+#define IMUCAP_BLE_DEFAULT_NAME_SIZE 12u
+/* The default advertised name of a board, "imucap-XXXX" with XXXX the low 16 bits of
+ * `device_id` in lowercase hex (Python: transport.ble_name()). */
+void imucap_ble_default_name(char *out, uint32_t device_id);
+
+/* Where cut packets go: `data`/`len` is one notification value or one datagram, valid only
+ * during the call. Return true when it was sent, false when it was dropped. */
+typedef bool (*imucap_emit_fn)(void *ctx, const uint8_t *data, size_t len);
+
+/* Notification chunker (Bluetooth LE). */
+typedef struct {
+    uint8_t *buf;  /* the value being filled */
+    size_t cap;
+    size_t size;   /* value size: IMUCAP_BLE_VALUE_SIZE(att_mtu) */
+    size_t len;    /* bytes held in buf, always < size */
+    imucap_emit_fn emit;
+    void *ctx;
+    uint32_t values_sent;    /* values the callback accepted */
+    uint32_t values_dropped; /* values it refused */
+} imucap_chunker_t;
+
+/* Starts a chunker at `att_mtu` on buf[0..cap). Fails (false, chunker unusable) when att_mtu
+ * is below 23, cap is smaller than the value size or emit is NULL. A buffer of
+ * IMUCAP_BLE_MAX_VALUE bytes suits every ATT_MTU. */
+bool imucap_chunker_init(imucap_chunker_t *c, uint8_t *buf, size_t cap, unsigned att_mtu,
+                         imucap_emit_fn emit, void *ctx);
+/* Changes the value size (after an MTU exchange). Held bytes stay at the front of the next
+ * value; when they already fill one or more values of the new size, those are emitted now.
+ * Fails (false, nothing changed) for an ATT_MTU below 23 or a value size over cap. */
+bool imucap_chunker_set_mtu(imucap_chunker_t *c, unsigned att_mtu);
+/* Appends `len` bytes of the frame stream (whole frames or any piece of them) and emits every
+ * value that becomes full. Values that start on a value boundary of `data` are emitted
+ * straight from `data`, without a copy. */
+void imucap_chunker_write(imucap_chunker_t *c, const uint8_t *data, size_t len);
+/* Emits the partly filled value, if any (call it when no more frames are waiting). */
+void imucap_chunker_flush(imucap_chunker_t *c);
+/* Forgets the held bytes without sending them (the connection closed); keeps the counters. */
+void imucap_chunker_reset(imucap_chunker_t *c);
+/* Bytes held for the next value. */
+size_t imucap_chunker_pending(const imucap_chunker_t *c);
+
+/* Datagram packer (UDP). */
+typedef struct {
+    uint8_t *buf;    /* the datagram being filled */
+    size_t cap;
+    size_t max_size; /* largest datagram, unless one frame alone is larger */
+    size_t len;      /* bytes held in buf, always < max_size */
+    imucap_emit_fn emit;
+    void *ctx;
+    uint32_t datagrams_sent;    /* datagrams the callback accepted */
+    uint32_t datagrams_dropped; /* datagrams it refused */
+    uint32_t bytes_discarded;   /* bytes after the last 0x00 of a write: not a whole frame */
+} imucap_packer_t;
+
+/* Starts a packer for datagrams of at most `max_size` bytes (IMUCAP_UDP_MAX_DATAGRAM) on
+ * buf[0..cap). Fails (false) when cap is smaller than max_size, buf is NULL while max_size is
+ * not 0, or emit is NULL. */
+bool imucap_packer_init(imucap_packer_t *p, uint8_t *buf, size_t cap, size_t max_size,
+                        imucap_emit_fn emit, void *ctx);
+/* Appends whole frames: `data` holds one or more frames, each ending in its 0x00 delimiter
+ * (what the imucap_encode_*() functions return). A frame that does not fit in the held
+ * datagram sends it first; a datagram that is exactly full is sent at once; a frame longer
+ * than max_size is sent alone, straight from `data`. Empty frames (extra 0x00 bytes) are
+ * skipped and bytes after the last 0x00 are discarded and counted, as Python's
+ * pack_datagrams() does with the stream it is given. */
+void imucap_packer_write(imucap_packer_t *p, const uint8_t *data, size_t len);
+/* Emits the partly filled datagram, if any (call it when no more frames are waiting). */
+void imucap_packer_flush(imucap_packer_t *p);
+/* Forgets the held frames without sending them; keeps the counters. */
+void imucap_packer_reset(imucap_packer_t *p);
+/* Bytes held for the next datagram. */
+size_t imucap_packer_pending(const imucap_packer_t *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,24 +1,29 @@
 /*
  * imucap reference firmware: ESP32-S3 + up to 16 ICM-42688-P on one SPI bus, streaming imucap
- * wire protocol v1 (firmware_bridge/PROTOCOL.md) over the chip's USB Serial/JTAG port (a
- * USB CDC-ACM serial port on the host).
+ * wire protocol v1 (firmware_bridge/PROTOCOL.md) to the host over a link chosen at build time
+ * (idf.py menuconfig -> imucap link): the chip's USB Serial/JTAG port (a USB CDC-ACM serial
+ * port on the host; the default), Bluetooth LE (PROTOCOL.md section 5) or Wi-Fi UDP (section 6).
  *
- * The protocol bytes (COBS, CRC, frames, command receiver) come from the portable code in
- * ../../protocol/, which imucap's test suite compiles and checks against the Python host.
- * This file is the board part: pins, sensors, timer, USB, and the command/stream logic.
+ * The protocol bytes (COBS, CRC, frames, command receiver, BLE notification chunker, UDP
+ * datagram packer) come from the portable code in ../../protocol/, which imucap's test suite
+ * compiles and checks against the Python host. The links live in link_usb.c, link_ble.c and
+ * link_udp.c behind link.h. This file is the board part: pins, sensors, timer, and the
+ * command/stream logic, the same for every link.
  *
  * Tasks
- *   rx_task   blocks on USB reads, timestamps each chunk, pushes the bytes through the
- *             protocol receiver and queues the host commands it completes.
- *   app_task  owns everything else (sensors, batching, every write to the USB port, so frames
- *             never interleave); it wakes on the sample timer and on queued commands.
+ *   link task  (the USB reader, the NimBLE host task or the UDP receiver) timestamps the host's
+ *              bytes, pushes them through the protocol receiver (on_link_rx) and queues the
+ *              host commands they complete; link events (host present or gone, announce, MTU)
+ *              are posted as flags.
+ *   app_task   owns everything else (sensors, batching, every frame written to the link, so
+ *              frames never interleave); it wakes on the sample timer, on queued commands and
+ *              on link events.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bootloader_random.h"
-#include "driver/usb_serial_jtag.h"
 #include "esp_log.h"
 #include "esp_mac.h"
 #include "esp_random.h"
@@ -29,12 +34,14 @@
 
 #include "icm42688.h"
 #include "imucap_proto.h"
+#include "link.h"
 
 /* ===================================================================== board configuration
  * Edit this block for another wiring or placement; nothing else needs to change. */
 
-#define FIRMWARE_NAME "imucap-ref 1.0.0 esp32s3"
+#define FIRMWARE_NAME "imucap-ref 1.1.0 esp32s3"
 #define CHIP_NAME "ICM-42688-P"
+#define MANUFACTURER_NAME "imucap reference design" /* BLE Device Information only */
 
 /* SPI2 (FSPI) on its IO-MUX pins. */
 #define IMU_SPI_HOST SPI2_HOST
@@ -68,8 +75,9 @@ static const struct {
 #define DEFAULT_RATE_HZ 100        /* 25, 50, 100, 200, 500 or 1000 */
 #define DEFAULT_SAMPLES_PER_FRAME 0 /* 0: chosen from the rate, about 100 frames per second */
 #define AUTOSTART_STREAMING 0       /* 1: stream from power-up without waiting for START */
-#define LINK_TIMEOUT_US (500 * 1000) /* nothing written for this long while streaming: the host
-                                        has closed the port, so streaming stops */
+/* Bluetooth LE at the default ATT_MTU of 23: batch this many times more samples per frame
+ * when a one-sample frame does not fit in one notification (PROTOCOL.md section 5, Budget). */
+#define SMALL_MTU_BATCHING 4
 
 /* ===================================================================== derived limits */
 
@@ -84,6 +92,9 @@ _Static_assert(IMUCAP_MIN_BODY + IMUCAP_SAMPLES_HEADER +
                    IMUCAP_MAX_BODY,
                "a full batch must fit in one frame");
 
+/* A SAMPLES frame of one sample, the budget unit of PROTOCOL.md (160 bytes for 11 sensors). */
+#define ONE_SAMPLE_FRAME_SIZE IMUCAP_SAMPLES_FRAME_SIZE(1, SENSOR_COUNT, VALUES_PER_SENSOR)
+
 #define FRAME_BUF_SIZE \
     IMUCAP_SAMPLES_FRAME_SIZE(MAX_SAMPLES_PER_FRAME, IMUCAP_MAX_SENSORS, VALUES_PER_SENSOR)
 _Static_assert(FRAME_BUF_SIZE >= IMUCAP_DEVICE_INFO_FRAME_MAX, "DEVICE_INFO must fit");
@@ -97,6 +108,7 @@ static uint32_t device_id;
 static uint32_t boot_id;
 static uint16_t rate_hz = DEFAULT_RATE_HZ;
 static uint8_t samples_per_frame;
+static uint8_t samples_per_frame_asked = DEFAULT_SAMPLES_PER_FRAME; /* 0: the device chooses */
 static bool streaming;
 static uint16_t tx_seq; /* one counter for every frame this device writes */
 
@@ -107,56 +119,28 @@ static uint16_t batch_ok;    /* sensor_ok bits of the batch */
 static int64_t next_due_us;  /* time slot of the next sample */
 
 static uint8_t frame[FRAME_BUF_SIZE];
-static bool resync_pending;      /* a frame went out cut short: send a 0x00 first */
-static int64_t last_write_ok_us;
-static uint32_t frames_dropped;  /* frames the USB buffer had no room for */
+static uint32_t frames_dropped;  /* frames the link had no room for while a host was there */
 static uint32_t samples_missed;  /* sample slots skipped because the loop ran late */
 static unsigned sensors_up_at_boot;
 
 static esp_timer_handle_t sample_timer;
 static TaskHandle_t app_task_handle;
 
-/* Host events, from rx_task to app_task. */
+/* Host commands, from the link task to app_task. */
 typedef struct {
-    imucap_rx_event_t event;
+    imucap_rx_event_t event; /* IMUCAP_RX_COMMAND or IMUCAP_RX_VERSION */
     imucap_cmd_t cmd;
     int64_t rx_us; /* device clock when the bytes arrived */
 } host_event_t;
 static QueueHandle_t host_events;
+/* LINK_EVENT_* flags posted by the link, taken by app_task. */
+static uint32_t pending_link_events;
 
 /* ===================================================================== output */
 
-/* Writes one frame to the USB port without blocking; a full buffer drops the frame (its seq
- * is spent all the same, so the host sees the gap). */
-static void link_write(const uint8_t *buf, size_t len)
-{
-    int64_t now = esp_timer_get_time();
-    if (resync_pending) {
-        static const uint8_t delimiter = 0;
-        if (usb_serial_jtag_write_bytes(&delimiter, 1, 0) != 1) {
-            frames_dropped++;
-            return;
-        }
-        resync_pending = false;
-    }
-    int written = usb_serial_jtag_write_bytes(buf, len, 0);
-    if (written == (int)len) {
-        last_write_ok_us = now;
-        return;
-    }
-    if (written > 0) {
-        resync_pending = true; /* end the cut frame before the next one */
-    }
-    frames_dropped++;
-    if (streaming && now - last_write_ok_us > LINK_TIMEOUT_US) {
-        ESP_LOGW(TAG, "host not reading: streaming stops");
-        streaming = false;
-        esp_timer_stop(sample_timer);
-        batch_n = 0;
-    }
-}
-
-/* Sends the frame just encoded into `frame` (len 0: it did not fit, nothing sent). */
+/* Sends the frame just encoded into `frame` (len 0: it did not fit, nothing sent). The link
+ * never blocks: a frame it has no room for is dropped, its seq spent all the same, so the host
+ * sees the gap. */
 static void send_frame(size_t len)
 {
     if (len == 0) {
@@ -164,7 +148,9 @@ static void send_frame(size_t len)
         return;
     }
     tx_seq++;
-    link_write(frame, len);
+    if (!link_write_frame(frame, len) && link_host_present()) {
+        frames_dropped++; /* (frames written while no host is there are not losses) */
+    }
 }
 
 static void send_device_info(void)
@@ -297,6 +283,12 @@ static unsigned probe_sensors(bool only_missing)
 static uint8_t choose_samples_per_frame(uint16_t hz, uint8_t requested)
 {
     unsigned spf = requested != 0 ? requested : (hz + 99u) / 100u; /* ~100 frames/s */
+    size_t value_size = link_value_size();
+    if (requested == 0 && value_size != 0 && ONE_SAMPLE_FRAME_SIZE > value_size) {
+        /* Bluetooth LE at a small ATT_MTU: a frame spans several notifications anyway, so
+         * fewer, longer frames save the per-frame bytes (MTU 23: 4 samples at 100 Hz). */
+        spf *= SMALL_MTU_BATCHING;
+    }
     if (spf < 1) {
         spf = 1;
     }
@@ -314,19 +306,23 @@ static void start_streaming(void)
     probe_sensors(true); /* retry sensors that were missing */
     batch_n = 0;
     streaming = true;
-    last_write_ok_us = esp_timer_get_time();
     uint64_t period = 1000000u / rate_hz;
     next_due_us = esp_timer_get_time() + (int64_t)period;
     ESP_ERROR_CHECK(esp_timer_start_periodic(sample_timer, period));
 }
 
-static void stop_streaming(void)
+/* Stops the sample timer; `send_rest`: send the last, partial batch (after STOP), else drop it
+ * (the host has gone). */
+static void stop_streaming(bool send_rest)
 {
     if (!streaming) {
         return;
     }
     esp_timer_stop(sample_timer);
-    flush_batch();
+    if (send_rest) {
+        flush_batch();
+    }
+    batch_n = 0;
     streaming = false;
 }
 
@@ -334,7 +330,7 @@ static void stop_streaming(void)
 static void apply_rate(uint16_t hz, uint8_t spf)
 {
     bool was_streaming = streaming;
-    stop_streaming();
+    stop_streaming(true);
     rate_hz = hz;
     samples_per_frame = spf;
     for (size_t i = 0; i < SENSOR_COUNT; i++) {
@@ -360,7 +356,7 @@ static void handle_command(const imucap_cmd_t *cmd, int64_t rx_us)
         start_streaming();
         break;
     case IMUCAP_MSG_STOP:
-        stop_streaming(); /* sends the last, partial batch first */
+        stop_streaming(true); /* sends the last, partial batch first */
         send_ack(cmd, IMUCAP_ACK_OK);
         break;
     case IMUCAP_MSG_SET_RATE: {
@@ -371,7 +367,8 @@ static void handle_command(const imucap_cmd_t *cmd, int64_t rx_us)
         }
         /* Not every rate exists: take the nearest the chip has, then tell the host. */
         uint16_t hz = icm42688_nearest_rate(asked);
-        apply_rate(hz, choose_samples_per_frame(hz, cmd->set_rate.samples_per_frame));
+        samples_per_frame_asked = cmd->set_rate.samples_per_frame;
+        apply_rate(hz, choose_samples_per_frame(hz, samples_per_frame_asked));
         send_ack(cmd, IMUCAP_ACK_OK);
         send_device_info();
         break;
@@ -403,34 +400,84 @@ static void handle_host_event(const host_event_t *e)
     }
 }
 
+/* ===================================================================== link events */
+
+/* What the link reports (link.h): the host came or went, time to announce, a new ATT_MTU. */
+static void handle_link_events(uint32_t events)
+{
+    if (events & LINK_EVENT_HOST_GONE) {
+        if (streaming) {
+            ESP_LOGW(TAG, "%s: host gone, streaming stops", link_name());
+            stop_streaming(false); /* as when a serial port closes (PROTOCOL.md section 4) */
+        }
+    }
+    if ((events & LINK_EVENT_HOST_PRESENT) && link_host_present()) {
+        unsigned up = 0;
+        ESP_LOGI(TAG, "%s: host present", link_name());
+        for (size_t i = 0; i < SENSOR_COUNT; i++) {
+            up += imu[i].ok;
+        }
+        if (up < SENSOR_COUNT) { /* the boot-time warning went nowhere on BLE and UDP */
+            send_log(IMUCAP_LOG_WARNING, "%u of %u sensors answer", up, (unsigned)SENSOR_COUNT);
+        }
+    }
+    if (events & LINK_EVENT_MTU_CHANGED) {
+        uint8_t spf = choose_samples_per_frame(rate_hz, samples_per_frame_asked);
+        if (spf != samples_per_frame) {
+            flush_batch();
+            samples_per_frame = spf;
+            ESP_LOGI(TAG, "notification value %u bytes: %u samples per frame",
+                     (unsigned)link_value_size(), (unsigned)spf);
+            send_device_info(); /* PROTOCOL.md: unprompted after a change of batching */
+        }
+    }
+    if ((events & LINK_EVENT_ANNOUNCE) && !link_host_present()) {
+        send_device_info(); /* UDP: the announcement (PROTOCOL.md section 6) */
+    }
+}
+
+/* ===================================================================== link callbacks */
+
+static imucap_rx_t host_rx; /* touched by the link task only (after app_main set it up) */
+static uint8_t host_rx_buf[IMUCAP_RX_BUF_SIZE];
+
+static void wake_app_task(void)
+{
+    if (app_task_handle != NULL) {
+        xTaskNotifyGive(app_task_handle);
+    }
+}
+
+/* The host's bytes (link task): completes commands and queues them for app_task. */
+static bool on_link_rx(const uint8_t *data, size_t len, int64_t rx_us)
+{
+    bool any = false;
+    for (size_t i = 0; i < len; i++) {
+        host_event_t e = {.rx_us = rx_us};
+        e.event = imucap_rx_push(&host_rx, data[i], &e.cmd);
+        if (e.event == IMUCAP_RX_COMMAND || e.event == IMUCAP_RX_VERSION) {
+            any = true;
+            if (xQueueSend(host_events, &e, 0) == pdTRUE) {
+                wake_app_task();
+            }
+        }
+    }
+    return any;
+}
+
+/* A link event (any task): a flag for app_task. */
+static void on_link_event(link_event_t event)
+{
+    __atomic_fetch_or(&pending_link_events, (uint32_t)event, __ATOMIC_SEQ_CST);
+    wake_app_task();
+}
+
 /* ===================================================================== tasks */
 
 static void on_sample_timer(void *arg)
 {
     (void)arg;
     xTaskNotifyGive(app_task_handle);
-}
-
-static void rx_task(void *arg)
-{
-    static uint8_t rx_buf[IMUCAP_RX_BUF_SIZE];
-    static imucap_rx_t rx;
-    uint8_t chunk[64];
-    (void)arg;
-    imucap_rx_init(&rx, rx_buf, sizeof rx_buf);
-    for (;;) {
-        int n = usb_serial_jtag_read_bytes(chunk, sizeof chunk, portMAX_DELAY);
-        int64_t rx_us = esp_timer_get_time();
-        for (int i = 0; i < n; i++) {
-            host_event_t e = {.rx_us = rx_us};
-            e.event = imucap_rx_push(&rx, chunk[i], &e.cmd);
-            if (e.event == IMUCAP_RX_COMMAND || e.event == IMUCAP_RX_VERSION) {
-                if (xQueueSend(host_events, &e, 0) == pdTRUE) {
-                    xTaskNotifyGive(app_task_handle);
-                }
-            }
-        }
-    }
 }
 
 static void app_task(void *arg)
@@ -440,7 +487,7 @@ static void app_task(void *arg)
     int64_t reported_at_us = 0;
     (void)arg;
     if (sensors_up_at_boot < SENSOR_COUNT) {
-        /* Waits in the USB buffer until the host opens the port (if it has room). */
+        /* USB: waits in the transmit buffer until the host opens the port (if it has room). */
         send_log(IMUCAP_LOG_WARNING, "%u of %u sensors answer", sensors_up_at_boot,
                  (unsigned)SENSOR_COUNT);
     }
@@ -449,7 +496,8 @@ static void app_task(void *arg)
         send_device_info(); /* PROTOCOL.md: sent unprompted when streaming starts on its own */
     }
     for (;;) {
-        ulTaskNotifyTake(pdTRUE, portMAX_DELAY); /* sample timer or host command */
+        /* Link events first: a host that has gone stops streaming before anything else. */
+        handle_link_events(__atomic_exchange_n(&pending_link_events, 0u, __ATOMIC_SEQ_CST));
 
         host_event_t e;
         while (xQueueReceive(host_events, &e, 0) == pdTRUE) {
@@ -475,13 +523,18 @@ static void app_task(void *arg)
         /* At most once a second, between batches: say what was lost. */
         int64_t now = esp_timer_get_time();
         if ((frames_dropped != reported_drops || samples_missed != reported_misses) &&
-            streaming && batch_n == 0 && now - reported_at_us > 1000000) {
+            streaming && batch_n == 0 && link_host_present() && now - reported_at_us > 1000000) {
             send_log(IMUCAP_LOG_WARNING, "%lu frames dropped, %lu sample slots missed so far",
                      (unsigned long)frames_dropped, (unsigned long)samples_missed);
             reported_drops = frames_dropped;
             reported_misses = samples_missed;
             reported_at_us = now;
         }
+
+        /* Nothing more is waiting: send the partly filled notification or datagram now. */
+        link_flush();
+
+        ulTaskNotifyTake(pdTRUE, portMAX_DELAY); /* sample timer, host command or link event */
     }
 }
 
@@ -491,14 +544,9 @@ void app_main(void)
 {
     uint8_t mac[6];
 
-    /* USB Serial/JTAG: large TX buffer so a slow host read does not stall sampling. */
-    usb_serial_jtag_driver_config_t usb = USB_SERIAL_JTAG_DRIVER_CONFIG_DEFAULT();
-    usb.tx_buffer_size = 16 * 1024;
-    usb.rx_buffer_size = 1024;
-    ESP_ERROR_CHECK(usb_serial_jtag_driver_install(&usb));
-
     /* device_id: low 32 bits of the factory MAC; boot_id: hardware RNG with an entropy
-     * source on (no Wi-Fi/BT here, so enable the bootloader's one for this read). */
+     * source on (the radio is not started yet, so enable the bootloader's one for this read;
+     * it must be off again before Wi-Fi or Bluetooth start). */
     ESP_ERROR_CHECK(esp_efuse_mac_get_default(mac));
     device_id = ((uint32_t)mac[2] << 24) | ((uint32_t)mac[3] << 16) | ((uint32_t)mac[4] << 8) |
                 mac[5];
@@ -514,7 +562,7 @@ void app_main(void)
     for (size_t i = 0; i < SENSOR_COUNT; i++) { /* every CS high before any transfer */
         ESP_ERROR_CHECK(icm42688_attach(&imu[i], spi, SENSORS[i].cs_gpio));
     }
-    samples_per_frame = choose_samples_per_frame(rate_hz, DEFAULT_SAMPLES_PER_FRAME);
+    samples_per_frame = choose_samples_per_frame(rate_hz, samples_per_frame_asked);
     sensors_up_at_boot = probe_sensors(false);
     ESP_LOGI(TAG, "%s: device %08lx boot %08lx, %u of %u sensors answer", FIRMWARE_NAME,
              (unsigned long)device_id, (unsigned long)boot_id, sensors_up_at_boot,
@@ -526,13 +574,26 @@ void app_main(void)
         .name = "imucap_sample",
     };
     ESP_ERROR_CHECK(esp_timer_create(&timer_args, &sample_timer));
-    host_events = xQueueCreate(8, sizeof(host_event_t));
+    host_events = xQueueCreate(16, sizeof(host_event_t));
     configASSERT(host_events != NULL);
+    imucap_rx_init(&host_rx, host_rx_buf, sizeof host_rx_buf);
 
-    /* A lone 0x00 ends whatever partial frame the host may hold (ROM boot text, say). */
-    static const uint8_t delimiter = 0;
-    usb_serial_jtag_write_bytes(&delimiter, 1, 0);
+    /* The link (link.h): its callbacks may run as soon as it starts; they queue work for
+     * app_task, which takes it up at its first pass. */
+    const link_config_t link = {
+        .device_id = device_id,
+        .manufacturer = MANUFACTURER_NAME,
+        .model = CHIP_NAME,
+        .firmware = FIRMWARE_NAME,
+        .cb = {.rx = on_link_rx, .event = on_link_event},
+    };
+    esp_err_t err = link_init(&link);
+    if (err != ESP_OK) {
+        /* No reboot loop: say it on the console (UART0) and stay idle. */
+        ESP_LOGE(TAG, "%s link failed to start: %s", link_name(), esp_err_to_name(err));
+        return;
+    }
+    ESP_LOGI(TAG, "link: %s", link_name());
 
     xTaskCreatePinnedToCore(app_task, "imucap_app", 6144, NULL, 10, &app_task_handle, 1);
-    xTaskCreatePinnedToCore(rx_task, "imucap_rx", 4096, NULL, 11, NULL, 1);
 }
