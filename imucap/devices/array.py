@@ -13,13 +13,13 @@ microseconds and the array's clock mapping is exact.
 
 **When a sample goes out.** A grid instant is emitted once every part has a sample at or after
 it (so its value is known): the merge adds the wait for the next sample of the part that
-samples last, between nothing and one sample period (the grid's phase is chosen at the start
-to make it short, but the boards' clocks drift against the host's, so over minutes it moves
-through the whole period; half a period on average, 5 ms at 100 Hz). Or, when a part lags or is gone, after ``partial_timeout_s``: then
-the sample is *partial*, the missing part's sensors are marked not ok (``sensor_ok`` False,
-values NaN) and ``stats().partial_samples`` counts it. A part that loses samples (a gap longer
-than two of its periods) is missing over the gap rather than interpolated across it. The other
-parts keep streaming while one reconnects.
+samples last, between nothing and one sample period (the grid's phase is chosen at the start to
+make it short, but the boards' clocks drift against the host's, so over minutes it moves
+through the whole period; half a period on average, 5 ms at 100 Hz). Or, when a part lags or is
+gone, after ``partial_timeout_s``: then the sample is *partial*, the missing part's sensors are
+marked not ok (``sensor_ok`` False, values NaN) and ``stats().partial_samples`` counts it. A
+part that loses samples (a gap longer than two of its periods) is missing over the gap rather
+than interpolated across it. The other parts keep streaming while one reconnects.
 
 Array options follow the parts, separated by commas like them: ``rate_hz=…``,
 ``partial_timeout_s=…``, ``queue_size=…``.
