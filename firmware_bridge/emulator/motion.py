@@ -91,8 +91,10 @@ class SyntheticMotion:
             ``"mentalis"`` or ``"chin"``, else the last site.
         smooth_onsets: Let speech and jaw bursts fade in and out over about 0.2 s. Without
             it they switch on and off at once: the skin angle jumps, a step whose rate the
-            sampled gyro never sees but a truth stream does (it biases an alignment of
-            :meth:`blendshapes` against the gyro by about 0.3 ms at 60 fps, 6 ms at 30 fps).
+            sampled gyro never sees but a truth stream does. It biases an alignment of
+            :meth:`blendshapes` against the gyro by about 0.3 ms at 60 fps and 6 ms at 30 fps
+            on average, and by up to 5 ms at 60 fps in single 30 s takes, depending on where
+            the frames fall (with smooth onsets: within 1.5 ms).
 
     Raises:
         ValueError: ``tap_site`` is not one of ``sites``.
