@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ from imucap.firmware_bridge.emulator import EmulatedArray, EmulatorConfig, UdpRu
 from imucap.firmware_bridge.emulator.motion import SyntheticMotion
 from imucap.frames import ImuFrame
 
+from emulator_helpers import free_udp_port
+
 LEFT = ("frontalis_l", "zygomaticus_major_l", "buccinator_l")
 RIGHT = ("frontalis_r", "zygomaticus_major_r", "buccinator_r", "mentalis")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def frame(t: np.ndarray, sites: tuple[str, ...], value, ok=None, arrival=None) -> ImuFrame:

@@ -56,6 +56,8 @@ from imucap.firmware_bridge.transport import (  # noqa: E402
     SERVICE_UUID,
 )
 
+from emulator_helpers import collect, wire_frames  # noqa: E402
+
 IMUCAP = [sys.executable, "-m", "imucap"]
 
 
@@ -73,26 +75,6 @@ def _no_virtual_env(monkeypatch):
 def device(radio: VirtualRadio, target: str, **kw) -> BleDevice:
     kw.setdefault("scan_timeout_s", 3.0)
     return BleDevice(BleConfig(target=target, backend=radio, **kw))
-
-
-def collect(dev, seconds: float) -> list:
-    frames, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            frames.append(dev.read(timeout_s=0.2))
-        except TimeoutError:
-            pass
-    return frames
-
-
-def wire_frames(frames) -> list[tuple[int, int, int]]:
-    """``(boot_id, seq, t0_us)`` of every wire frame inside the received batches."""
-    out = []
-    for f in frames:
-        per = f.n_samples // f.wire_frames
-        for i in range(f.wire_frames):
-            out.append((f.boot_id, (f.seq + i) & 0xFFFF, int(f.device_time_us[i * per])))
-    return out
 
 
 def no_bluetooth_service() -> bool:

@@ -22,11 +22,7 @@ import pytest
 from imucap.record.session_file import read_session
 from imucap.sync.session_sync import SYNC_METADATA
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from emulator_helpers import free_udp_port
 
 
 def imucap(*args: str, stdin: str | None = None, timeout: float = 120

@@ -23,31 +23,11 @@ from imucap.firmware_bridge.emulator import FaultConfig
 from imucap.firmware_bridge.protocol import ProtocolVersionError
 from imucap.firmware_bridge.sites import IMUSIC11_SITES
 
-from emulator_helpers import served_pty
+from emulator_helpers import collect, served_pty, wire_frames
 
 
 def device_on(port: str, **kw) -> SerialDevice:
     return SerialDevice(SerialConfig(port=port, **kw))
-
-
-def collect(dev, seconds: float) -> list:
-    frames, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            frames.append(dev.read(timeout_s=0.2))
-        except TimeoutError:
-            pass
-    return frames
-
-
-def wire_frames(frames) -> list[tuple[int, int, int]]:
-    """``(boot_id, seq, t0_us)`` of every wire frame inside the received batches."""
-    out = []
-    for f in frames:
-        per = f.n_samples // f.wire_frames
-        for i in range(f.wire_frames):
-            out.append((f.boot_id, (f.seq + i) & 0xFFFF, int(f.device_time_us[i * per])))
-    return out
 
 
 def drain_after(dev, runner, seconds: float = 0.4) -> list:

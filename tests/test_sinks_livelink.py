@@ -22,6 +22,8 @@ from imucap.sinks import (
 )
 from imucap.vocab import ARKIT_NAMES
 
+from emulator_helpers import free_udp_port
+
 TIMEOUT_S = 10.0
 
 # Positions in the 61 values of the packet, written out from Unreal's EARFaceBlendShape order
@@ -63,15 +65,6 @@ def distinct_weights(seed: int = 0) -> np.ndarray:
 
 def frame_at(time_s: float, weights: np.ndarray) -> FaceFrame:
     return FaceFrame(time_s=time_s, weights=weights, confidence=1.0)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- layout -------------------------------------------------------------------------------------
 
 
 def test_encode_packet_layout_field_by_field():

@@ -25,11 +25,7 @@ from imucap.firmware_bridge.emulator import (
 )
 from imucap.firmware_bridge.protocol import DeviceInfo, Samples
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from emulator_helpers import collect, free_udp_port
 
 
 def board(port: int, *, net: DatagramFaults | None = None, host_timeout_s: float = 5.0,
@@ -38,17 +34,6 @@ def board(port: int, *, net: DatagramFaults | None = None, host_timeout_s: float
     array = EmulatedArray(EmulatorConfig(**config))
     return UdpRunner(array, send_to=("127.0.0.1", port), faults=net,
                      host_timeout_s=host_timeout_s).start()
-
-
-def read_for(dev, seconds: float) -> list:
-    frames = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            frames.append(dev.read(timeout_s=0.5))
-        except TimeoutError:
-            pass
-    return frames
 
 
 # ---------------------------------------------------------------------- reordering
@@ -104,9 +89,9 @@ def test_streams_with_exact_accounting_under_loss_duplication_and_reordering():
     dev = open_device(f"udp://127.0.0.1:{port}?reorder_window_s=0.2")
     try:
         dev.connect()
-        frames = read_for(dev, 3.0)
+        frames = collect(dev, 3.0)
         runner.faults = DatagramFaults()  # the rest arrives clean, so every loss shows
-        frames += read_for(dev, 0.6)
+        frames += collect(dev, 0.6)
         stats = dev.stats()
     finally:
         dev.disconnect()
@@ -138,7 +123,7 @@ def test_two_boards_on_one_port_are_told_apart_and_strangers_are_ignored():
         dev_a.connect()
         for junk in (b"hello", b"\x00\x00", os.urandom(64) + b"\x00", b"GET / HTTP/1.1\r\n"):
             stranger.sendto(junk, ("127.0.0.1", port))
-        fa, fb = read_for(dev_a, 1.0), read_for(dev_b, 0.5)
+        fa, fb = collect(dev_a, 1.0), collect(dev_b, 0.5)
         sa, sb = dev_a.stats(), dev_b.stats()
     finally:
         stranger.close()
@@ -161,9 +146,13 @@ def test_a_board_that_restarts_is_taken_again_and_the_host_can_take_over():
     try:
         dev.connect()
         first_boot = dev.info.boot_id
-        read_for(dev, 2.5)
+        collect(dev, 2.5)
         runner.array.stop_faults()
-        frames = read_for(dev, 1.0)
+        # The board may be off for 0.3 s more, then announces once a second: wait for it.
+        frames, deadline = collect(dev, 1.0), time.monotonic() + 5.0
+        while dev.stats().state != "streaming" and time.monotonic() < deadline:
+            frames += collect(dev, 0.5)
+        frames += collect(dev, 0.3)
         stats = dev.stats()
     finally:
         dev.disconnect()
@@ -177,7 +166,7 @@ def test_a_board_that_restarts_is_taken_again_and_the_host_can_take_over():
         assert runner.net.host_timeouts >= 1
         again = open_device(f"udp://127.0.0.1:{port}")
         with again:
-            assert len(read_for(again, 0.5)) > 10
+            assert len(collect(again, 0.5)) > 10
     finally:
         runner.stop()
 
@@ -188,7 +177,7 @@ def test_a_board_that_waits_to_be_contacted_is_reached_with_peer():
     dev = open_device(f"udp://127.0.0.1:{free_udp_port()}?peer={host}:{port}")
     try:
         with dev:
-            frames = read_for(dev, 0.8)
+            frames = collect(dev, 0.8)
     finally:
         runner.stop()
     assert sum(f.n_samples for f in frames) > 40

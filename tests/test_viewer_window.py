@@ -37,6 +37,8 @@ from imucap.errors import ImucapError
 from imucap.viewers.window import PlaybackClock
 from imucap.vocab import ARKIT_NAMES, AU_NAMES
 
+from emulator_helpers import free_udp_port
+
 SESSION = "s000_00"
 WAIT_S = 60.0
 """Deadline of any one wait: generous, only there so a broken window fails instead of hanging."""
@@ -44,7 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 JAW = ARKIT_NAMES.index("jawOpen")
 AU_BAR = (52, 110, 200)  # overlay._BAR: a filled AU bar
 AU_BAR_BG = (222, 223, 228)  # overlay._BAR_BG: the empty bar behind it
-
 
 # --- pixels -------------------------------------------------------------------------------------
 
@@ -693,12 +694,6 @@ def test_view_live_device_command_shows_live_frames(screen):
 
 
 # --- 6. Live Link packets ------------------------------------------------------------------------
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Phone:
