@@ -195,6 +195,11 @@ def test_json_follows_the_documented_schema_and_round_trips(tmp_path):
     assert doc["names"] == list(ARKIT_NAMES) and doc["au_names"] == list(AU_NAMES)
     assert doc["fps"] == 60.0 and len(doc["times"]) == 30 and doc["times"][0] == 100.0
     assert np.shape(doc["weights"]) == (30, 52) and np.shape(doc["aus"]) == (30, 18)
+    # OpenFace's names for the AU columns, and presence beside intensity.
+    assert doc["au_columns"]["aus"][AU_NAMES.index("AU20")] == "AU20_r"
+    assert doc["au_columns"]["au_presence"][-1] == "AU45_c"
+    np.testing.assert_array_equal(doc["au_presence"], track.au_presence())
+    assert 0 < np.sum(doc["au_presence"]) < 30 * 18
     assert np.shape(doc["head_ypr"]) == (30, 3) and "left_eye_ypr" not in doc
     back = read_json_track(path)
     np.testing.assert_allclose(back.times, track.times, atol=1e-6)

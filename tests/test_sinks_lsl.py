@@ -83,12 +83,16 @@ def test_stream_descriptions_carry_labels_units_rate_and_source_id(sink):
         assert blend.info.source_id() == f"test/{sink.stream_name}/blendshapes"
         assert blend.channels() == [(name, "normalized", "Blendshape") for name in ARKIT_NAMES]
 
-        assert aus.info.type() == "ActionUnits" and aus.info.channel_count() == 18
+        assert aus.info.type() == "ActionUnits" and aus.info.channel_count() == 36
         assert aus.info.nominal_srate() == 60.0
         assert aus.info.source_id() == f"test/{sink.stream_name}/aus"
-        assert aus.channels() == [(code, "FACS intensity 0-5", "ActionUnit")
-                                  for code in AU_NAMES]
+        # OpenFace's column names: intensities, then presence.
+        assert aus.channels() == [(f"{code}_r", "FACS intensity 0-5", "ActionUnit")
+                                  for code in AU_NAMES] + [
+                                      (f"{code}_c", "presence 0/1", "ActionUnit")
+                                      for code in AU_NAMES]
         assert AU_NAMES[0] == "AU01" and len(AU_NAMES) == 18
+        assert aus.channels()[0][0] == "AU01_r" and aus.channels()[-1][0] == "AU45_c"
     finally:
         blend.close()
         aus.close()
@@ -110,7 +114,8 @@ def test_values_and_time_stamps_on_lsl_clock(sink):
             got, stamp = blend.pull()
             got_aus, au_stamp = aus.pull()
             np.testing.assert_array_equal(got, weights)
-            np.testing.assert_array_equal(got_aus, au_values)
+            np.testing.assert_array_equal(got_aus[:18], au_values)
+            np.testing.assert_array_equal(got_aus[18:], (au_values >= 1.0).astype(np.float32))
             # The stamp is the frame's time carried onto LSL's clock.
             assert lsl_before - age_s - 0.005 <= stamp <= lsl_after - age_s + 0.005
             assert au_stamp == stamp
@@ -119,7 +124,7 @@ def test_values_and_time_stamps_on_lsl_clock(sink):
         aus.close()
     stats = sink.stats()
     assert stats.frames_sent == 5 and stats.errors == 0
-    assert stats.bytes_sent == 5 * (52 + 18) * 4
+    assert stats.bytes_sent == 5 * (52 + 36) * 4
 
 
 @needs_liblsl
@@ -135,10 +140,29 @@ def test_missing_aus_are_estimated_or_sent_as_nan():
             finally:
                 inlet.close()
         if estimate:
-            np.testing.assert_array_equal(got, au_intensities(weights))
-            assert got.max() > 0
+            np.testing.assert_array_equal(got[:18], au_intensities(weights))
+            np.testing.assert_array_equal(got[18:], au_intensities(weights) >= 1.0)
+            assert got.max() > 0 and 0 < got[18:].sum() < 18
         else:
             assert np.isnan(got).all()
+
+
+@needs_liblsl
+def test_presence_threshold_from_the_uri():
+    from imucap.sinks import sink_from_uri
+
+    name = f"imucap-test-{uuid.uuid4().hex[:8]}"
+    values = np.array([0.5, 1.5, 2.5] + [0.0] * 15, np.float32)
+    with sink_from_uri(f"lsl://{name}?presence_threshold=2&source_id=test/{name}") as s:
+        inlet = Inlet(s.au_source_id)
+        try:
+            s.send(frame(np.zeros(52), aus=values))
+            got, _ = inlet.pull()
+        finally:
+            inlet.close()
+    np.testing.assert_array_equal(got[18:21], [0.0, 0.0, 1.0])
+    with pytest.raises(SinkError, match="presence_threshold"):
+        sink_from_uri("lsl://x?presence_threshold=9")
 
 
 @needs_liblsl

@@ -12,8 +12,18 @@ Schema (``format`` ``"imucap-face-track"``, ``version`` 1)::
       "confidence": [1.0, ...],         # N values in 0-1
       "au_names": ["AU01", ...],        # the 18 OpenFace AU codes: the columns of "aus"
       "aus": [[0.0, ...], ...],         # N rows of 18 intensities in 0-5
+      "au_columns": {                   # OpenFace's CSV column names of the two AU tables
+        "aus": ["AU01_r", ...],         #   intensity ("aus")
+        "au_presence": ["AU01_c", ...]  #   presence ("au_presence")
+      },
+      "au_presence": [[0, 1, ...], ...],  # N rows of 18 presence flags (0/1)
       "source": "sessions/s000_00"      # where the track came from
     }
+
+Presence is as in the OpenFace-style AU CSV (:mod:`imucap.export.au_csv`): intensity at FACS
+grade A or more, and AU45 from blink events. ``au_columns`` lets a script written for OpenFace
+output find a column by its OpenFace name (``AU12_r``, ``AU45_c``); there is an ``AU28_r``
+(imucap's heuristic AU28 intensity), which OpenFace's CSV lacks.
 
 ``head_ypr``, ``left_eye_ypr`` and ``right_eye_ypr`` (N rows of yaw, pitch, roll in radians)
 appear where the track has them. Values are rounded to 6 decimals (weights, AUs, confidence)
@@ -54,6 +64,9 @@ def track_to_json(track: FaceTrack) -> dict[str, Any]:
         "names": list(ARKIT_NAMES), "times": _rows(track.times, 6),
         "weights": _rows(track.weights, 6), "confidence": _rows(track.confidence, 6),
         "au_names": list(AU_NAMES), "aus": _rows(track.au_intensities(), 6),
+        "au_columns": {"aus": [f"{code}_r" for code in AU_NAMES],
+                       "au_presence": [f"{code}_c" for code in AU_NAMES]},
+        "au_presence": track.au_presence().astype(int).tolist(),
         "source": track.source,
     }
     for name in _POSES:

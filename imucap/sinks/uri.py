@@ -5,7 +5,8 @@
                                      ``subject``, ``device_id``, ``fps``
 ``vmc://HOST[:PORT]``                VMC protocol over OSC/UDP (port 39539)
 ``lsl`` or ``lsl://NAME``            Lab Streaming Layer outlets named NAME (``imucap``);
-                                     options ``rate_hz``, ``source_id``, ``action_units``
+                                     options ``rate_hz``, ``source_id``, ``action_units``,
+                                     ``presence_threshold``
 ===================================  ===========================================================
 
 Options follow a ``?``, ``&``-separated: ``livelink://192.168.1.20?subject=face``. A missing
@@ -146,8 +147,8 @@ def sink_from_uri(uri: str, *, rate_hz: float | None = None) -> Sink:
     if "/" in name or ":" in name:
         raise SinkError(f"cannot read the LSL stream name {target!r} in {uri!r}: write it "
                         f"like lsl://imucap")
-    kwargs = _take(options, {"rate_hz": _number, "source_id": str, "action_units": _flag},
-                   scheme, uri)
+    kwargs = _take(options, {"rate_hz": _number, "source_id": str, "action_units": _flag,
+                             "presence_threshold": _number}, scheme, uri)
     if rate_hz and "rate_hz" not in kwargs:
         kwargs["rate_hz"] = rate_hz
     return LslSink(name or "imucap", **kwargs)
