@@ -11,6 +11,7 @@ from imucap import __version__
 from imucap.errors import ImucapError
 
 from . import (
+    au_cmd,
     convert_cmd,
     dataset_cmd,
     devices_cmd,
@@ -27,7 +28,7 @@ from . import (
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
             finetune_cmd, convert_cmd, render_cmd, view_cmd, record_cmd,
-            session_cmd)
+            session_cmd, au_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
