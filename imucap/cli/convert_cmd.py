@@ -30,6 +30,7 @@ examples:
   imucap convert data/synth --session s000_00 -o s000.glb
   imucap convert data/synth -o out/face.csv --model runs/imu2face/best
   imucap convert take.csv -o take.glb --rig avatar.glb
+  imucap convert take.csv -o take.au.csv --au-head runs/au_head
 """
 
 
@@ -61,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output frames per model run (default 4; 1 runs the model every "
                         "frame as the live engine does: smoothest, about 4x slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    p.add_argument("--au-head", default=None, metavar="DIR",
+                   help="AUs from a head trained on your labels (imucap au-head train) instead "
+                        "of the fixed mapping; used by .au.csv and .json output")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: a model run on one window gains little "
@@ -95,7 +99,29 @@ def _load_rig(path: str | None, fmt: str) -> Any:
     return loaded.rig
 
 
-def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> int:
+def _load_au_head(path: str | None, fmt: str) -> Any:
+    """The trained AU head of ``--au-head``, loaded before any work; None without one."""
+    if path is None:
+        return None
+    if fmt not in ("au", "json"):
+        _note(f"--au-head is used only for .au.csv and .json output; {fmt} output carries no "
+              f"AUs")
+        return None
+    try:
+        from imucap.models.au_head import load_au_head
+    except ImportError:
+        raise ImucapError("--au-head needs the [train] extra (torch, safetensors): "
+                          "pip install 'imucap[train]'") from None
+    return load_au_head(path)
+
+
+def _with_head(track: Any, head: Any) -> Any:
+    """The track with its AU intensities from the head (NaN, so flagged, without a face)."""
+    return track if head is None else head.apply(track)
+
+
+def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
+                      head: Any = None) -> int:
     from imucap.datasets.dataset import dataset_and_sessions
     from imucap.export import check_output_path, write_track
 
@@ -126,14 +152,17 @@ def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any) 
                               accel_range_g=info.accel_range_g,
                               gyro_range_dps=info.gyro_range_dps,
                               source=f"{dataset.path.name}/{sid}")
-        write_track(target, track, fmt=fmt, rig=rig)
+        write_track(target, _with_head(track, head), fmt=fmt, rig=rig)
         wall = time.perf_counter() - start
         print(f"wrote {target} ({len(track)} frames, {track.duration_s:.1f} s of face in "
-              f"{wall:.1f} s, model {ckpt_path})", flush=True)
+              f"{wall:.1f} s, model {ckpt_path}"
+              + (f", AUs from the head {args.au_head}" if head is not None else "") + ")",
+              flush=True)
     return 0
 
 
-def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> int:
+def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
+                  head: Any = None) -> int:
     from imucap.export import read_track, write_track
 
     if args.session is not None:
@@ -141,8 +170,9 @@ def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any) -> i
     if args.model is not None:
         _note(f"--model is not used: {path.name} holds blendshapes already")
     track = read_track(path, fps=args.fps if args.fps is not None else 60.0)
-    out = write_track(args.output, track, fmt=fmt, rig=rig)
-    print(f"wrote {out} ({len(track)} frames, {track.duration_s:.1f} s, from {path.name})")
+    out = write_track(args.output, _with_head(track, head), fmt=fmt, rig=rig)
+    print(f"wrote {out} ({len(track)} frames, {track.duration_s:.1f} s, from {path.name}"
+          + (f", AUs from the head {args.au_head}" if head is not None else "") + ")")
     return 0
 
 
@@ -152,6 +182,8 @@ def _render(args: argparse.Namespace) -> int:
 
     if args.hop is not None or args.fmt is not None:
         _note("--hop and --format do not apply to video; see imucap render --help")
+    if getattr(args, "au_head", None) is not None:
+        _note("--au-head does not apply to video; the panel shows the fixed mapping's AUs")
     render_args = argparse.Namespace(
         input=args.input, output=args.output, png_dir=None, size="960x540", start=None,
         end=None, no_aus=False, session=args.session, model=args.model, prediction=None,
@@ -179,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ImucapError(f"{path} does not exist")
     rig = _load_rig(args.rig, fmt)
+    head = _load_au_head(getattr(args, "au_head", None), fmt)
     if path.is_dir() or path.suffix.lower() == ".npz":
-        return _convert_sessions(args, path, fmt, rig)
-    return _convert_take(args, path, fmt, rig)
+        return _convert_sessions(args, path, fmt, rig, head)
+    return _convert_take(args, path, fmt, rig, head)

@@ -12,11 +12,13 @@ from imucap.errors import ImucapError
 
 from . import (
     au_cmd,
+    au_head_cmd,
     convert_cmd,
     dataset_cmd,
     devices_cmd,
     emulate_cmd,
     eval_cmd,
+    expression_cmd,
     finetune_cmd,
     record_cmd,
     render_cmd,
@@ -28,7 +30,7 @@ from . import (
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
             finetune_cmd, convert_cmd, render_cmd, view_cmd, record_cmd,
-            session_cmd, au_cmd)
+            session_cmd, au_cmd, expression_cmd, au_head_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

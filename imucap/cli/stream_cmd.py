@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections import deque
+from typing import TextIO
 
 from imucap.devices import open_device
 from imucap.errors import ImucapError
@@ -36,11 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(Lab Streaming Layer); repeat for several")
     p.add_argument("--fps", type=float, default=60.0, help="output frame rate of the model")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps per frame")
+    p.add_argument("--expression", action="store_true",
+                   help="show the basic expression the face reads as, with its confidence and "
+                        "AU evidence, on stderr (runs the model; see imucap expression)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model is not None or args.to:
+    if args.model is not None or args.to or args.expression:
         return run_face(args)
     if not args.show:
         raise ImucapError("nothing to show: add --print to see the live stream, or --to URI "
@@ -91,6 +96,85 @@ def _parts(device: object) -> dict | None:
     return part_stats() if part_stats is not None else None
 
 
+class ExpressionPanel:
+    """The live expression readout of ``stream --expression``, on stderr.
+
+    Face frames go through an :class:`~imucap.analysis.expressions.ExpressionTracker`, which
+    smooths the AUs and holds a label until another one clearly takes over. What is shown
+    depends on the stream. On a terminal, one line is rewritten in place, at most
+    ``1 / PERIOD_S`` (5) times a second; the status line printed on stdout every second
+    clears it first and redraws it after. Elsewhere (a log file, a pipe) a line with the time
+    is printed each time the expression changes, also at most 5 times a second, so a log reads
+    as a list of episodes.
+
+    Args:
+        rate_hz: Rate of the face frames.
+        stream: Where to write (default stderr).
+    """
+
+    PERIOD_S = 0.2
+
+    def __init__(self, rate_hz: float, stream: TextIO | None = None) -> None:
+        from imucap.analysis.expressions import ExpressionTracker
+
+        self.tracker = ExpressionTracker(rate_hz)
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty()) if isatty is not None else False
+        self._next = float("-inf")
+        self._drawn = ""
+        self._logged: str | None = None
+
+    def add(self, frame: object) -> None:
+        """Feeds one :class:`~imucap.inference.engine.FaceFrame`. A frame with no usable sensor
+        (confidence 0) counts as a frame without a face."""
+        import numpy as np
+
+        from imucap.vocab import au_intensities
+
+        weights = np.asarray(frame.weights, dtype=np.float64)
+        if frame.confidence <= 0:
+            self.tracker.update(np.full(18, np.nan))
+            return
+        aus = frame.aus if frame.aus is not None else au_intensities(weights)
+        self.tracker.update(aus, weights)
+
+    def text(self) -> str:
+        """The line shown now: ``expression  happiness 0.86: AU6 cheek raiser 2.1, ...``."""
+        line = self.tracker.line()
+        return f"expression  {line}" if line else ""
+
+    def draw(self, now: float, elapsed_s: float, *, force: bool = False) -> None:
+        """Shows the readout if ``PERIOD_S`` has passed since the last time (or ``force``)."""
+        if now < self._next and not force:
+            return
+        self._next = now + self.PERIOD_S
+        text = self.text()
+        if not text:
+            return
+        if self.tty:
+            width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+            self.stream.write("\r\x1b[K" + text[:width])
+            self.stream.flush()
+            self._drawn = text
+        elif self.tracker.label != self._logged:
+            self._logged = self.tracker.label
+            print(f"{elapsed_s:6.1f} s  {text}", file=self.stream, flush=True)
+
+    def clear(self) -> None:
+        """Removes the in-place line (terminal only) so that another line can be printed."""
+        if self.tty and self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Ends the in-place line (terminal only), leaving the last readout visible."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = ""
+
+
 def run_face(args: argparse.Namespace) -> int:
     """Device → streaming engine → sinks, with a status line of rates and latency."""
     import numpy as np
@@ -130,6 +214,7 @@ def run_face(args: argparse.Namespace) -> int:
         fan = FanOut(sinks, rate_hz=args.fps).open() if sinks else None
         for name, reason in (fan.stats().failed.items() if fan else ()):
             print(f"imucap: {name} left out: {reason}", file=sys.stderr, flush=True)
+        panel = ExpressionPanel(args.fps) if args.expression else None
         start = time.monotonic()
         next_draw = start + 1.0
         out, last_out = 0, 0
@@ -146,7 +231,11 @@ def run_face(args: argparse.Namespace) -> int:
                 out += 1
                 last = frame
                 latencies.append(frame.latency_s)
+                if panel is not None:
+                    panel.add(frame)
             now = time.monotonic()
+            if panel is not None:
+                panel.draw(now, now - start)
             if now >= next_draw:
                 lat = np.array(latencies or [0.0]) * 1e3
                 runs = np.array(list(engine.run_times_s)[-600:] or [0.0]) * 1e3
@@ -163,12 +252,18 @@ def run_face(args: argparse.Namespace) -> int:
                         line += f"  {name}: {st.frames_sent} sent"
                         if st.frames_dropped or st.errors:
                             line += f", {st.frames_dropped} dropped, {st.errors} errors"
+                if panel is not None:
+                    panel.clear()
                 print(line, flush=True)
+                if panel is not None:
+                    panel.draw(now, now - start, force=True)
                 last_out = out
                 next_draw = now + 1.0
     except KeyboardInterrupt:
         return 130
     finally:
+        if panel is not None:
+            panel.close()
         if fan is not None:
             fan.close()
         device.disconnect()
