@@ -413,10 +413,19 @@ def test_convert_with_the_head_writes_the_heads_aus(lab, trained, capsys, tmp_pa
     au28 = AU_NAMES.index("AU28")
     np.testing.assert_allclose(expected[:, au28], fixed[:, au28], atol=1e-5)
     assert np.abs(written.intensities[:, keep] - fixed[:, keep]).mean() > 0.05
-    # Formats without AUs say the head is not used.
-    code, _, err = cli(capsys, "convert", take, "-o", tmp_path / "take.csv", "--au-head",
-                       head_dir)
-    assert code == 0 and "--au-head is used only for .au.csv and .json" in err
+    # A Live Link CSV gets its AUs, from the head, in a .au.csv beside it ...
+    (tmp_path / "ll").mkdir()
+    code, stdout, err = cli(capsys, "convert", take, "-o", tmp_path / "ll" / "take.csv",
+                            "--au-head", head_dir)
+    assert code == 0 and "AUs in take.au.csv" in stdout, err
+    beside = read_openface_csv(tmp_path / "ll" / "take.au.csv")
+    np.testing.assert_allclose(beside.intensities[:, keep], expected[:, keep], atol=0.0051)
+    # ... and with --no-aus, output without AUs says the head is not used.
+    (tmp_path / "bare").mkdir()
+    code, _, err = cli(capsys, "convert", take, "-o", tmp_path / "bare" / "take.csv",
+                       "--au-head", head_dir, "--no-aus")
+    assert code == 0 and "--au-head is used only for AU output" in err
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["take.csv"]
     code, _, err = cli(capsys, "convert", take, "-o", tmp_path / "x.au.csv", "--au-head",
                        tmp_path / "nowhere")
     assert code == 2 and "does not exist" in err

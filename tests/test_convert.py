@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from imucap.cli.main import main
-from imucap.vocab import ARKIT_NAMES, index_of
+from imucap.vocab import ARKIT_NAMES, au_intensities, index_of
 
 FIXTURE = Path(__file__).parent / "fixtures" / "livelink_face_sample.csv"
 
@@ -180,6 +180,23 @@ def test_convert_the_apps_csv_to_every_format(tmp_path, capsys, name):
     back = read_track(tmp_path / name)
     np.testing.assert_allclose(back.weights, source.weights, atol=1e-5)
     np.testing.assert_allclose(back.times - back.times[0], source.times, atol=1e-5)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    if name.endswith(".json"):  # the JSON track carries its AUs itself
+        assert written == [name]
+        return
+    # Live Link CSV and glTF have no room for AUs: they go beside, in OpenFace's columns.
+    assert written == sorted([name, "take.au.csv"]) and "AUs in take.au.csv" in text
+    aus = read_openface_csv(tmp_path / "take.au.csv")
+    keep = np.isfinite(aus.intensities[0])  # all but AU28_r, which OpenFace never writes
+    assert keep.sum() == 17
+    np.testing.assert_allclose(aus.intensities[:, keep], au_intensities(source.weights)[:, keep],
+                               atol=0.006)
+
+
+def test_convert_without_aus_writes_only_the_file_asked_for(tmp_path, capsys):
+    code, text, err = cli(capsys, FIXTURE, "-o", tmp_path / "take.glb", "--no-aus")
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["take.glb"] and "AUs in" not in text
 
 
 def test_convert_a_blendshape_csv_and_the_format_option(tmp_path, capsys):

@@ -537,3 +537,22 @@ def test_a_loaded_arkit_rig_renders_and_its_jaw_opens(make_renderer):
     h = y1 - y0
     assert diff[:y0 + int(0.35 * h)].sum() == 0, "jawOpen moved the forehead"
     assert diff[y0 + int(0.6 * h):].sum() > 1000, "jawOpen did not open the loaded rig's mouth"
+
+
+def test_without_torch_a_session_with_the_model_says_which_extra(dataset):
+    # As in an install with [viewer] but without [train]: the prediction cannot run, and the
+    # user is told what to install or how to show the truth alone, in one line.
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['safetensors'] = None\n"
+            "from imucap.viewers.playback import load_playback\n"
+            "from imucap.errors import ImucapError\n"
+            "try:\n"
+            f"    load_playback({str(dataset)!r}, session={SESSION!r}, model='default')\n"
+            "except ImucapError as exc:\n"
+            "    print('error:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "error:" in proc.stdout and "pip install 'imucap[train]'" in proc.stdout
+    assert "--no-model" in proc.stdout

@@ -242,12 +242,13 @@ def _predict(s: Any, info: Any, *, model: str | None, fps: float, steps: int | N
         from imucap.inference.offline import DEFAULT_HOP_FRAMES, infer_session
         from imucap.models.checkpoint import load_checkpoint
         from imucap.models.pretrained import resolve_checkpoint
+
+        ckpt_path = resolve_checkpoint(model)
+        ckpt = load_checkpoint(ckpt_path)  # imports torch and safetensors
     except ImportError:
         raise ImucapError("showing the model's prediction runs the model, which needs the "
                           "[train] extra (pip install 'imucap[train]'); or pass --no-model to "
                           "show the truth alone") from None
-    ckpt_path = resolve_checkpoint(model)
-    ckpt = load_checkpoint(ckpt_path)
     note(f"running {ckpt_path.name} over {source} ({s.imu_time_s[-1] - s.imu_time_s[0]:.1f} s)")
     return infer_session(ckpt, s.imu_time_s, s.accel, s.gyro, info.sites,
                          fps=max(fps, 30.0), steps=steps, seed=seed,

@@ -65,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--au-head", default=None, metavar="DIR",
                    help="AUs from a head trained on your labels (imucap au-head train) instead "
                         "of the fixed mapping; used by .au.csv and .json output")
+    p.add_argument("--no-aus", action="store_true",
+                   help="do not write the Action Unit file beside a Live Link CSV or glTF "
+                        "output (NAME.au.csv, OpenFace's columns); for .mp4, no AU panel")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: a model run on one window gains little "
@@ -99,13 +102,30 @@ def _load_rig(path: str | None, fmt: str) -> Any:
     return loaded.rig
 
 
-def _load_au_head(path: str | None, fmt: str) -> Any:
+#: Formats with no place for AUs: their Action Units go to a NAME.au.csv beside them.
+SIDECAR_FORMATS = ("livelink", "glb", "gltf")
+
+
+def au_sidecar(target: Path, fmt: str, args: argparse.Namespace) -> Path | None:
+    """The OpenFace-style AU file written beside ``target``, or None.
+
+    Live Link Face CSV and glTF have no room for Action Units that their own readers would
+    accept (Unreal's importer expects exactly the Live Link columns), so the AUs of those
+    outputs go to ``NAME.au.csv`` beside them: ``face.csv`` gets ``face.au.csv``, ``face.glb``
+    gets ``face.au.csv``. ``--no-aus`` leaves it out.
+    """
+    if fmt not in SIDECAR_FORMATS or getattr(args, "no_aus", False):
+        return None
+    return target.with_name(target.stem + ".au.csv")
+
+
+def _load_au_head(path: str | None, fmt: str, args: argparse.Namespace) -> Any:
     """The trained AU head of ``--au-head``, loaded before any work; None without one."""
     if path is None:
         return None
-    if fmt not in ("au", "json"):
-        _note(f"--au-head is used only for .au.csv and .json output; {fmt} output carries no "
-              f"AUs")
+    if fmt not in ("au", "json") and au_sidecar(Path(args.output), fmt, args) is None:
+        _note(f"--au-head is used only for AU output (.au.csv, .json, or the .au.csv beside a "
+              f"Live Link CSV or glTF); {fmt} output with --no-aus carries no AUs")
         return None
     try:
         from imucap.models.au_head import load_au_head
@@ -130,6 +150,9 @@ def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
     targets = [(sid, _session_output(output, sid) if name_by_id else output) for sid in ids]
     for _, target in targets:  # every output checked before the first model run
         check_output_path(target)
+        sidecar = au_sidecar(target, fmt, args)
+        if sidecar is not None:
+            check_output_path(sidecar)
     try:
         from imucap.inference.offline import DEFAULT_HOP_FRAMES, infer_session
         from imucap.models.checkpoint import load_checkpoint
@@ -152,10 +175,15 @@ def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
                               accel_range_g=info.accel_range_g,
                               gyro_range_dps=info.gyro_range_dps,
                               source=f"{dataset.path.name}/{sid}")
-        write_track(target, _with_head(track, head), fmt=fmt, rig=rig)
+        track = _with_head(track, head)
+        write_track(target, track, fmt=fmt, rig=rig)
+        sidecar = au_sidecar(target, fmt, args)
+        if sidecar is not None:
+            write_track(sidecar, track, fmt="au")
         wall = time.perf_counter() - start
         print(f"wrote {target} ({len(track)} frames, {track.duration_s:.1f} s of face in "
               f"{wall:.1f} s, model {ckpt_path}"
+              + (f"; AUs in {sidecar.name}" if sidecar is not None else "")
               + (f", AUs from the head {args.au_head}" if head is not None else "") + ")",
               flush=True)
     return 0
@@ -169,9 +197,13 @@ def _convert_take(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
         raise ImucapError(f"--session picks a session of a dataset folder; {path} is a take")
     if args.model is not None:
         _note(f"--model is not used: {path.name} holds blendshapes already")
-    track = read_track(path, fps=args.fps if args.fps is not None else 60.0)
-    out = write_track(args.output, _with_head(track, head), fmt=fmt, rig=rig)
+    track = _with_head(read_track(path, fps=args.fps if args.fps is not None else 60.0), head)
+    out = write_track(args.output, track, fmt=fmt, rig=rig)
+    sidecar = au_sidecar(Path(out), fmt, args)
+    if sidecar is not None:
+        write_track(sidecar, track, fmt="au")
     print(f"wrote {out} ({len(track)} frames, {track.duration_s:.1f} s, from {path.name}"
+          + (f"; AUs in {sidecar.name}" if sidecar is not None else "")
           + (f", AUs from the head {args.au_head}" if head is not None else "") + ")")
     return 0
 
@@ -186,7 +218,7 @@ def _render(args: argparse.Namespace) -> int:
         _note("--au-head does not apply to video; the panel shows the fixed mapping's AUs")
     render_args = argparse.Namespace(
         input=args.input, output=args.output, png_dir=None, size="960x540", start=None,
-        end=None, no_aus=False, session=args.session, model=args.model, prediction=None,
+        end=None, no_aus=args.no_aus, session=args.session, model=args.model, prediction=None,
         no_model=False, rig=args.rig, fps=args.fps if args.fps is not None else 30.0,
         steps=args.steps, seed=args.seed)
     return render_cmd.run(render_args)
@@ -199,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
         return _render(args)
     fmt = output_format(args.output, args.fmt)  # a bad extension fails before any work
     check_output_path(args.output)
+    sidecar = au_sidecar(Path(args.output), fmt, args)
+    if sidecar is not None:
+        check_output_path(sidecar)
     if args.fps is not None and not 0 < args.fps <= 1000:
         raise ImucapError(f"--fps must be between 0 and 1000, got {args.fps:g}")
     if args.steps is not None and not 1 <= args.steps <= 1000:
@@ -211,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ImucapError(f"{path} does not exist")
     rig = _load_rig(args.rig, fmt)
-    head = _load_au_head(getattr(args, "au_head", None), fmt)
+    head = _load_au_head(getattr(args, "au_head", None), fmt, args)
     if path.is_dir() or path.suffix.lower() == ".npz":
         return _convert_sessions(args, path, fmt, rig, head)
     return _convert_take(args, path, fmt, rig, head)
