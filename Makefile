@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_viewer.py
 	$(BIN)/python benchmarks/bench_record.py
 	$(BIN)/python benchmarks/bench_udp_array.py
+	$(BIN)/python benchmarks/bench_ble.py
+	$(BIN)/python benchmarks/bench_au_head.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
 checkpoint: install
