@@ -57,6 +57,10 @@ class Checkpoint:
         Raises:
             CheckpointError: A site the model never saw (the message lists them).
         """
+        if input_kind(self) == "audio" and "audio" not in sites:
+            raise CheckpointError(
+                "this is a speech-to-face model, which reads audio, not IMU signals: use it "
+                "with 'imucap convert SPEECH.wav --model …', or pick an IMU model")
         unknown = [s for s in sites if s not in self.sites]
         if unknown:
             raise CheckpointError(
@@ -198,3 +202,23 @@ def build_model(ckpt: Checkpoint):
                               + "; ".join(parts))
     model.load_state_dict(ckpt.state)
     return model.eval()
+
+
+def input_kind(ckpt: Checkpoint) -> str:
+    """What the model reads: ``"imu"`` (face IMU signals) or ``"audio"`` (speech features)."""
+    return str(ckpt.training.get("input", "imu"))
+
+
+def transfer_weights(model: Any, state: dict[str, Any]) -> int:
+    """Load the tensors of ``state`` whose names and shapes match ``model``'s; the rest keep
+    their initial values. Returns how many were loaded.
+
+    This starts a model for another input (the audio model) from one trained on blendshapes
+    (the shared stage-1 prior): the decoder and the condition encoder carry over, the input
+    projection does not.
+    """
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) ==
+            tuple(v.shape)}
+    model.load_state_dict(fits, strict=False)
+    return len(fits)

@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,23 @@ from omegaconf import DictConfig, OmegaConf
 
 import imucap
 from imucap.datasets.dataset import WindowDataset, open_dataset
+from imucap.datasets.speech import (
+    SpeechStats,
+    SpeechWindows,
+    is_speech_dataset,
+    open_speech_dataset,
+)
 from imucap.errors import ImucapError
 from imucap.vocab import ARKIT_NAMES
 
-from .checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    build_model,
+    input_kind,
+    load_checkpoint,
+    save_checkpoint,
+    transfer_weights,
+)
 from .denoiser import Denoiser, DenoiserConfig
 from .evaluation import check_compatible
 from .metrics import evaluate
@@ -169,12 +183,24 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.trainer.seed + rank)
 
-    dataset = open_dataset(cfg.data.path)
+    speech = is_speech_dataset(cfg.data.path)
+    if speech:
+        # Speech to face: the audio features are one "sensor" whose channels are the feature
+        # vector; the denoiser, scheduler and loss are the IMU model's.
+        dataset = open_speech_dataset(cfg.data.path)
+        train_w = SpeechWindows(dataset, "train", window_s=cfg.data.window_s,
+                                hop_s=cfg.data.hop_s, augment=True, seed=cfg.trainer.seed)
+        val_w = SpeechWindows(dataset, "val", window_s=cfg.data.window_s,
+                              hop_s=cfg.data.window_s)
+        input_channels = dataset.info.feature_config().dim
+    else:
+        dataset = open_dataset(cfg.data.path)
+        train_w = WindowDataset(dataset, split="train", window_s=cfg.data.window_s,
+                                hop_s=cfg.data.hop_s)
+        val_w = WindowDataset(dataset, split="val", window_s=cfg.data.window_s,
+                              hop_s=cfg.data.window_s)
+        input_channels = 6
     sites = list(dataset.info.sites)
-    train_w = WindowDataset(dataset, split="train", window_s=cfg.data.window_s,
-                            hop_s=cfg.data.hop_s)
-    val_w = WindowDataset(dataset, split="val", window_s=cfg.data.window_s,
-                          hop_s=cfg.data.window_s)
     if len(train_w) == 0:
         raise ImucapError(f"{cfg.data.path} has no training windows of {cfg.data.window_s} s: "
                           f"use shorter windows (data.window_s) or a larger dataset")
@@ -187,17 +213,32 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
         if len(vocab) > model_cfg.n_sites:
             raise ImucapError(f"{cfg.trainer.init_from} has room for {model_cfg.n_sites} sites; "
                               f"this dataset would need {len(vocab)}")
-        model = build_model(init).train()
         sched_cfg = SchedulerConfig.from_dict(init.scheduler_config or {})
-        if init.training.get("imu_rate_hz") is not None:
-            check_compatible(init, dataset.info, str(cfg.data.path), sites=False)
-        if init.stats:
-            # Keep the statistics the model learnt with: new data is normalised like the old.
-            stats = init.norm_stats(sites, dataset.info.stats)
-            train_w.stats = val_w.stats = stats
+        same_input = input_kind(init) == ("audio" if speech else "imu")
+        if same_input and model_cfg.imu_channels == input_channels:
+            model = build_model(init).train()
+            if init.training.get("imu_rate_hz") is not None:
+                check_compatible(init, dataset.info, str(cfg.data.path), sites=False)
+            if init.stats and speech:
+                train_w.stats = val_w.stats = SpeechStats.from_json(init.stats, "checkpoint")
+            elif init.stats:
+                # Keep the statistics the model learnt with: new data is normalised like the
+                # old.
+                stats = init.norm_stats(sites, dataset.info.stats)
+                train_w.stats = val_w.stats = stats
+        else:
+            # Another input (the shared motion prior under an audio model): the decoder and
+            # the condition encoder's layers carry over; the input projection is new.
+            model_cfg = replace(model_cfg, imu_channels=input_channels,
+                                imu_patch=int(cfg.model.imu_patch))
+            model = Denoiser(model_cfg)
+            carried = transfer_weights(model, init.state)
+            say(f"started from {cfg.trainer.init_from}: {carried} of "
+                f"{len(model.state_dict())} weight tensors carried over")
+            model.train()
     else:
         vocab = sites
-        model_cfg = model_config_from(cfg, len(vocab))
+        model_cfg = replace(model_config_from(cfg, len(vocab)), imu_channels=input_channels)
         model = Denoiser(model_cfg)
         sched_cfg = scheduler_config_from(cfg)
     scheduler = DiffusionScheduler(sched_cfg)
@@ -235,7 +276,8 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
                           "prior: train it with trainer.stage=conditional")
     history: list[dict[str, Any]] = []
     say(f"training {sum(p.numel() for p in core.parameters()) / 1e6:.2f} M parameters on "
-        f"{device} ({'prior' if prior else 'IMU to face'}), {len(train_w)} windows, "
+        f"{device} ({'prior' if prior else 'speech to face' if speech else 'IMU to face'}), "
+        f"{len(train_w)} windows, "
         f"{total_steps} steps")
 
     for epoch in range(start_epoch, cfg.trainer.epochs):
@@ -314,7 +356,9 @@ def _save(path: Path, model: Denoiser, opt: torch.optim.Optimizer | None,
           sched_cfg: SchedulerConfig, vocab: list[str], dataset: Any, stats: Any,
           cfg: DictConfig, record: dict, history: list, epoch: int, step: int,
           best: float) -> None:
+    speech = hasattr(dataset.info, "audio_rate")
     training = {"epoch": epoch, "step": step, "best": best, "last": record,
+                "input": "audio" if speech else "imu",
                 "history": history, "dataset": str(cfg.data.path),
                 "stage": cfg.trainer.stage, "window_s": cfg.data.window_s,
                 "sites": list(dataset.info.sites),
@@ -323,6 +367,9 @@ def _save(path: Path, model: Denoiser, opt: torch.optim.Optimizer | None,
                 "inference_steps": cfg.scheduler.inference_steps,
                 "guidance_scale": cfg.scheduler.guidance_scale,
                 "versions": {"imucap": imucap.__version__, "torch": torch.__version__}}
+    if speech:
+        training["audio_rate"] = dataset.info.audio_rate
+        training["features"] = dict(dataset.info.features)
     save_checkpoint(path, Checkpoint(model.config.to_dict(), sched_cfg.to_dict(), vocab,
                                      list(ARKIT_NAMES), stats.to_json()
                                      if stats is not None else None, training,

@@ -6,6 +6,8 @@
 #   libusb-1.0-0                Open3D (the [viewer] extra) will not import without it
 #   libegl1, libgl1-mesa-dri    Mesa's software OpenGL: headless rendering (imucap render)
 #   xvfb                        a virtual screen for the viewer window tests (real Tk windows)
+#   libespeak-ng1,              speech synthesis with phoneme timings for the speech-to-face
+#   espeak-ng-data              data (imucap.audio.espeak loads the library; no CLI needed)
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
@@ -23,5 +25,6 @@ install_group() {
 }
 install_group "viewer" libusb-1.0-0 libegl1 libgl1-mesa-dri
 install_group "viewer window" xvfb
+install_group "speech synthesis" libespeak-ng1 espeak-ng-data
 command -v blender >/dev/null 2>&1 || install_group "Blender glTF" blender python3-numpy
 exit 0

@@ -11,7 +11,6 @@ renamed when complete: an interrupted render never leaves a half file under the 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,29 +22,24 @@ from .scene import ViewerError
 
 
 def find_ffmpeg() -> str:
-    """Path of an ffmpeg binary.
+    """Path of an ffmpeg binary (looked for as :func:`imucap.audio.io.find_ffmpeg` does).
 
     Raises:
-        ViewerError: None found (the message says how to get one).
+        ViewerError: None found (the message says how to get one), or ``$IMUCAP_FFMPEG`` is
+            not an executable file.
     """
-    env = os.environ.get("IMUCAP_FFMPEG")
-    if env:
-        if not (Path(env).is_file() and os.access(env, os.X_OK)):
-            raise ViewerError(f"IMUCAP_FFMPEG={env} is not an executable file: point it at an "
-                              f"ffmpeg binary, or unset it")
-        return env
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
+    from imucap.audio.io import AudioError
+    from imucap.audio.io import find_ffmpeg as find
 
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        pass
-    raise ViewerError("MP4 output needs ffmpeg, and none was found: pip install "
-                      "'imucap[viewer]' (its imageio-ffmpeg ships one), install ffmpeg, or "
-                      "write PNG frames with --png-dir")
+    try:
+        found = find()
+    except AudioError as exc:
+        raise ViewerError(str(exc)) from None
+    if found is None:
+        raise ViewerError("MP4 output needs ffmpeg, and none was found: pip install "
+                          "'imucap[viewer]' (its imageio-ffmpeg ships one), install ffmpeg, or "
+                          "write PNG frames with --png-dir")
+    return found
 
 
 class Mp4Writer:

@@ -17,6 +17,10 @@ INPUT is one of:
   a session file          sessions/<id>.npz inside a dataset folder
   a blendshape take       Live Link Face CSV, blendshape CSV, BEAT-style or imucap JSON, or an
                           animated .glb/.gltf: converted as it is, no model involved
+  speech                  a sound file (WAV, FLAC, MP3, OGG, M4A, ...) or a video's sound
+                          track, through the speech model (the shipped one, or --model)
+  --text "..."            no INPUT: the words spoken by espeak-ng and animated by the viseme
+                          model (--voice, --rate-wpm; --audio OUT.wav keeps the speech)
 
 OUTPUT's extension picks the format:
   .csv      Live Link Face CSV (Timecode, BlendShapeCount, 61 values)
@@ -31,6 +35,9 @@ examples:
   imucap convert data/synth -o out/face.csv --model runs/imu2face/best
   imucap convert take.csv -o take.glb --rig avatar.glb
   imucap convert take.csv -o take.au.csv --au-head runs/au_head
+  imucap convert speech.wav -o face.csv
+  imucap convert interview.mp3 -o face.mp4            # the face, with the sound under it
+  imucap convert --text "Pass the pepper, please." -o line.glb --audio line.wav
 """
 
 
@@ -41,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "convert a blendshape take between formats, and write files that animation "
                     "and analysis tools open.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="INPUT", help="dataset folder, session file or take")
+    p.add_argument("input", metavar="INPUT", nargs="?", default=None,
+                   help="dataset folder, session file, take or speech (sound file)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="file to write; its extension picks the format")
     p.add_argument("--format", default=None, dest="fmt",
@@ -68,6 +76,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-aus", action="store_true",
                    help="do not write the Action Unit file beside a Live Link CSV or glTF "
                         "output (NAME.au.csv, OpenFace's columns); for .mp4, no AU panel")
+    p.add_argument("--text", default=None, metavar="TEXT",
+                   help="instead of INPUT: words to say, animated by the viseme model")
+    p.add_argument("--voice", default="en-us",
+                   help="--text: espeak-ng voice, with a variant after + (en-us, en+f2, ...)")
+    p.add_argument("--rate-wpm", type=float, default=175.0, metavar="WPM",
+                   help="--text: speaking rate in words per minute (default 175)")
+    p.add_argument("--audio", default=None, metavar="OUT.wav",
+                   help="--text: also write the synthesised speech")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: a model run on one window gains little "
@@ -224,9 +240,86 @@ def _render(args: argparse.Namespace) -> int:
     return render_cmd.run(render_args)
 
 
+def _convert_speech(args: argparse.Namespace, path: Path | None) -> int:
+    """Speech (a sound file) or ``--text`` to any output, ``.mp4`` with the sound under it."""
+    from imucap.export import check_output_path, output_format, write_track
+
+    from . import speech_convert
+
+    video = str(args.output).lower().endswith(".mp4")
+    fmt = "mp4" if video else output_format(args.output, args.fmt)
+    check_output_path(args.output)
+    sidecar = None if video else au_sidecar(Path(args.output), fmt, args)
+    if sidecar is not None:
+        check_output_path(sidecar)
+    if args.audio is not None:
+        if args.text is None:
+            _note("--audio is used only with --text (the sound file is the speech already)")
+        else:
+            check_output_path(args.audio)
+    if args.session is not None or args.hop is not None:
+        _note("--session and --hop do not apply to speech")
+    rig = None if video else _load_rig(args.rig, fmt)
+    head = None if video else _load_au_head(getattr(args, "au_head", None), fmt, args)
+    sound: Path | None = path
+    if args.text is not None:
+        if args.model is not None:
+            _note("--model is not used with --text: the viseme model animates the words")
+        track, speech, summary = speech_convert.text_track(args)
+        notes: list[str] = []
+        if args.audio is not None:
+            speech_convert.write_speech_audio(Path(args.audio), speech)
+            sound = Path(args.audio)
+    else:
+        track, notes, summary = speech_convert.speech_track(args, path)
+    for text in notes:
+        _note(text)
+    if video:
+        if args.text is not None and sound is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="imucap-text-") as tmp:
+                wav = Path(tmp) / "speech.wav"
+                speech_convert.write_speech_audio(wav, speech)
+                code = speech_convert.render_with_sound(args, track, wav, _render)
+        else:
+            code = speech_convert.render_with_sound(args, track, sound, _render)
+        if code == 0:
+            print(f"wrote {args.output} ({len(track)} frames, {summary})")
+        return code
+    track = _with_head(track, head)
+    out = write_track(args.output, track, fmt=fmt, rig=rig)
+    if sidecar is not None:
+        write_track(sidecar, track, fmt="au")
+    print(f"wrote {out} ({len(track)} frames, {summary}"
+          + (f"; AUs in {sidecar.name}" if sidecar is not None else "")
+          + (f", AUs from the head {args.au_head}" if head is not None else "")
+          + (f"; speech in {args.audio}" if args.text is not None and args.audio else "")
+          + ")")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from imucap.export import check_output_path, output_format
 
+    from .speech_convert import is_speech_input
+
+    text = getattr(args, "text", None)
+    if text is not None and args.input is not None:
+        raise ImucapError("give either INPUT or --text, not both")
+    if text is None and args.input is None:
+        raise ImucapError("nothing to convert: give an INPUT (a session, take or sound file) "
+                          "or --text \"words to say\"")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
+    if args.threads < 0:
+        raise ImucapError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    if text is not None:
+        return _convert_speech(args, None)
+    if is_speech_input(Path(args.input)):
+        if not Path(args.input).exists():
+            raise ImucapError(f"{args.input} does not exist")
+        return _convert_speech(args, Path(args.input))
     if str(args.output).lower().endswith(".mp4"):
         return _render(args)
     fmt = output_format(args.output, args.fmt)  # a bad extension fails before any work

@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
             from None
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ImucapError(f"--steps must be between 1 and 1000, got {args.steps}")
+    from imucap.datasets.speech import is_speech_dataset
+
+    if is_speech_dataset(args.data):
+        return _run_speech(args)
     fit = [] if args.fit.strip().lower() == "none" else \
         [k.strip() for k in args.fit.split(",") if k.strip()]
     out = args.out or f"eval-{args.split}"
@@ -56,4 +60,24 @@ def run(args: argparse.Namespace) -> int:
         progress=lambda text: print(text, flush=True))
     print(report.report)
     print(f"wrote {', '.join(str(f) for f in report.files)}")
+    return 0
+
+
+def _run_speech(args: argparse.Namespace) -> int:
+    """A speech model on a speech dataset: the model beside the viseme model, ridge
+    regression and the mean face (see :mod:`imucap.models.speech_eval`)."""
+    from pathlib import Path
+
+    from imucap.datasets.speech import open_speech_dataset
+    from imucap.inference.speech import load_speech_model
+    from imucap.models.speech_eval import evaluate_speech, write_report
+
+    model = load_speech_model(args.checkpoint, threads=1)
+    dataset = open_speech_dataset(args.data)
+    metrics = evaluate_speech(model, dataset, split=args.split, steps=args.steps,
+                              seed=args.seed, say=lambda text: print(text, flush=True))
+    out = Path(args.out or f"eval-{args.split}")
+    files = write_report(metrics, out, plots=not args.no_plots)
+    print((out / "report.txt").read_text(encoding="utf-8"), end="")
+    print(f"wrote {', '.join(str(f) for f in files)}")
     return 0

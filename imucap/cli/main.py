@@ -23,6 +23,7 @@ from . import (
     record_cmd,
     render_cmd,
     session_cmd,
+    speech_data_cmd,
     stream_cmd,
     train_cmd,
     view_cmd,
@@ -30,7 +31,7 @@ from . import (
 
 COMMANDS = (devices_cmd, stream_cmd, emulate_cmd, dataset_cmd, train_cmd, eval_cmd,
             finetune_cmd, convert_cmd, render_cmd, view_cmd, record_cmd,
-            session_cmd, au_cmd, expression_cmd, au_head_cmd)
+            session_cmd, au_cmd, expression_cmd, au_head_cmd, speech_data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
