@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 
-.PHONY: install test demo bench lint clean checkpoint
+.PHONY: install test demo bench lint clean checkpoint speech-checkpoint
 
 install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,10 +42,18 @@ bench: install
 	$(BIN)/python benchmarks/bench_udp_array.py
 	$(BIN)/python benchmarks/bench_ble.py
 	$(BIN)/python benchmarks/bench_au_head.py
+	$(BIN)/python benchmarks/bench_audio_features.py
+	$(BIN)/python benchmarks/bench_visemes.py
+	$(BIN)/python benchmarks/bench_speech.py
 
 # Reproduces the shipped checkpoint models/pretrained/imusic11 (about an hour on two CPU cores).
 checkpoint: install
 	IMUCAP=$(BIN)/imucap bash scripts/make_checkpoint.sh
+
+# Reproduces the shipped speech model models/pretrained/speech_en (about 25 minutes on two CPU
+# cores; needs libespeak-ng: apt install libespeak-ng1).
+speech-checkpoint: install
+	IMUCAP=$(BIN)/imucap bash scripts/make_speech_checkpoint.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

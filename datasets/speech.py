@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from imucap.errors import ImucapError
-from imucap.vocab import index_of
+from imucap.vocab import ARKIT_NAMES, index_of
 
 __all__ = [
     "AUDIO_RATE",
@@ -89,6 +89,9 @@ class SpeechDatasetError(ImucapError):
 
 # --- speaking style -------------------------------------------------------------------------------
 
+#: The channels speech moves: jaw, mouth, cheek puff and tongue (the viseme model's outputs).
+MOUTH_CHANNELS = tuple(k for k, n in enumerate(ARKIT_NAMES)
+                       if n.startswith(("jaw", "mouth")) or n in ("cheekPuff", "tongueOut"))
 _JAW = tuple(index_of(n) for n in ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight"))
 _ROUND = tuple(index_of(n) for n in ("mouthFunnel", "mouthPucker"))
 _SPREAD = tuple(index_of(n) for n in ("mouthStretchLeft", "mouthStretchRight"))

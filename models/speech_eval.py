@@ -15,7 +15,7 @@ training clip has):
 
 Metrics, each a mean over frames of all clips:
 
-- MAE over the mouth and jaw (the 27 channels that speech moves: ``jaw*``, ``mouth*``,
+- MAE over the mouth and jaw (the 29 channels that speech moves: ``jaw*``, ``mouth*``,
   ``cheekPuff``, ``tongueOut``) and over all 52;
 - MAE of the lip-related shapes one by one: jawOpen, mouthClose, mouthFunnel, mouthPucker,
   mouthPress (left and right averaged), mouthSmile (left and right averaged);
@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from imucap.vocab import ARKIT_NAMES, index_of
+from imucap.datasets.speech import MOUTH_CHANNELS
+from imucap.vocab import index_of
 
 RIDGE_CONTEXT = 6
 RIDGE_ALPHA = 10.0
@@ -47,8 +48,7 @@ LIP_SHAPES = {
     "mouthPress": ("mouthPressLeft", "mouthPressRight"),
     "mouthSmile": ("mouthSmileLeft", "mouthSmileRight"),
 }
-MOUTH = tuple(k for k, n in enumerate(ARKIT_NAMES)
-              if n.startswith(("jaw", "mouth")) or n in ("cheekPuff", "tongueOut"))
+MOUTH = MOUTH_CHANNELS
 
 
 def _stack_context(features: np.ndarray, k: int) -> np.ndarray:

@@ -105,6 +105,11 @@ def test_sender_frame_number_and_subframe_come_from_frame_time():
     assert p["frame"] == 599  # 10 s * 59.94 = 599.4
     assert p["subframe"] == pytest.approx(0.4006, abs=1e-3)
 
+    # Times on the frame grid count as their own frame, whatever floating point makes of k / 60.
+    grid = [parse(sender.encode(frame_at(k / 60, distinct_weights())))["frame"]
+            for k in range(2000)]
+    assert grid == list(range(2000))
+
 
 def test_sender_sends_nan_weights_as_zero_and_keeps_the_rest():
     w = distinct_weights()

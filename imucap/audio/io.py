@@ -349,12 +349,14 @@ class _Probe:
     rate: int
     channels: int           # 0: unknown layout
     bits: int | None        # integer sample width of the decoder's output, None for float
+    duration_s: float | None = None  # as the container says (an estimate for some formats)
 
 
 _STREAM_RE = re.compile(r"^\s*Stream #0:\d+\S*: (?P<kind>\w+): (?P<rest>.*)$")
 _AUDIO_RE = re.compile(r"^(?P<codec>.*?), (?P<rate>\d+) Hz, (?P<layout>[^,]+), "
                        r"(?P<fmt>[a-z0-9]+)(?: \((?P<bits>\d+) bit\))?")
 _INPUT_RE = re.compile(r"^Input #0, (?P<container>.+?), from ")
+_DURATION_RE = re.compile(r"^\s*Duration: (?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)")
 _NAMED_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "binaural": 2, "quad": 4,
                   "hexagonal": 6, "octagonal": 8, "cube": 8, "hexadecagonal": 16}
 
@@ -399,8 +401,13 @@ def _probe(exe: str, path: Path) -> _Probe:
                          f"that stopped answering? Copy it to a local disk") from None
     text = res.stderr.decode("utf-8", "replace")
     container = None
+    duration = None
     others = []
     for line in text.splitlines():
+        d = _DURATION_RE.match(line)
+        if d:
+            duration = int(d.group("h")) * 3600 + int(d.group("m")) * 60 + float(d.group("s"))
+            continue
         m = _INPUT_RE.match(line)
         if m:
             container = m.group("container")
@@ -419,7 +426,7 @@ def _probe(exe: str, path: Path) -> _Probe:
         width = {"u8": 8, "s16": 16, "s32": 32, "s64": 64}.get(fmt)
         return _Probe(container=container or "unknown", codec=a.group("codec").split(" ")[0],
                       rate=int(a.group("rate")), channels=_layout_channels(a.group("layout")),
-                      bits=int(bits) if bits else width)
+                      bits=int(bits) if bits else width, duration_s=duration)
     if container is None:
         if "moov atom not found" in text:
             raise AudioError(f"{path} is an unfinished MP4/MOV (its index, the moov atom, is "
@@ -619,6 +626,9 @@ class AudioReader:
         self.rate = int(rate)
         self.chunk_s = float(chunk_s)
         self.truncated = False
+        #: Length the file's header or container promises, seconds (None when unknown; an
+        #: estimate for some compressed formats). For progress; ``duration_s`` is what came.
+        self.expected_duration_s: float | None = None
         self.n_samples = 0
         self._n_source = 0
         self._n_clipped = 0
@@ -679,6 +689,7 @@ class AudioReader:
         self.codec = info.codec
         self.source_rate = info.rate
         self.source_channels = info.channels
+        self.expected_duration_s = info.data_bytes / info.block_align / info.rate
         if info.data_bytes == 0:
             raise AudioError(f"{self.path} holds no audio samples (an empty WAV): record or "
                              f"export the audio again")
@@ -700,6 +711,7 @@ class AudioReader:
         self.container, self.codec = probe.container, probe.codec
         self.source_rate = probe.rate
         self.source_channels = probe.channels
+        self.expected_duration_s = probe.duration_s
         self._threshold = _full_scale(probe.bits)
         out_channels = probe.channels or 1
         # -ac/-ar repeat the source's own layout and rate: no remixing or resampling in

@@ -22,8 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "tcp://HOST:PORT, ble:NAME_OR_ADDRESS, udp://0.0.0.0:9000[?device_id=ID], "
                     "array:left=URI,right=URI, replay:SESSION.mcap, "
                     "emulator:[PRESET][?drop=0.01&corrupt=0.01&...].")
-    p.add_argument("--device", required=True, metavar="URI",
+    p.add_argument("--device", default=None, metavar="URI",
                    help="device URI, for example serial:/dev/ttyACM0 or emulator:imusic11")
+    p.add_argument("--speech", default=None, metavar="SOURCE",
+                   help="instead of a device: speech from 'mic' (the default microphone), "
+                        "'mic:N' (device N; needs the [mic] extra) or a sound file played in "
+                        "real time, through the speech model (--model: a speech checkpoint)")
+    p.add_argument("--lookahead-ms", type=float, default=80.0, metavar="MS",
+                   help="--speech: audio the model hears after each frame it outputs "
+                        "(default 80, rounded to whole 60 Hz frames; less is sooner and "
+                        "rougher)")
+    p.add_argument("--speech-hop", type=int, default=2, metavar="FRAMES",
+                   help="--speech: output frames per model run (default 2)")
     p.add_argument("--print", dest="show", action="store_true",
                    help="show a live table (a status line per second when not on a terminal)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
@@ -45,6 +55,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.speech is not None:
+        if args.device is not None:
+            raise ImucapError("give either --device or --speech, not both")
+        from .speech_stream import run_speech_stream
+
+        return run_speech_stream(args)
+    if args.device is None:
+        raise ImucapError("nothing to stream: give --device URI (a sensor array) or --speech "
+                          "SOURCE (a microphone or sound file)")
     if args.model is not None or args.to or args.expression:
         return run_face(args)
     if not args.show:

@@ -9,10 +9,11 @@ import sys
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train the diffusion model (Hydra overrides: experiment=… data.path=…)",
-        description="Train the IMU-to-face diffusion model. Settings are Hydra overrides, e.g. "
+        description="Train the IMU-to-face diffusion model, or the speech-to-face one on a "
+                    "speech dataset (imucap speech-data). Settings are Hydra overrides, e.g. "
                     "'imucap train experiment=imu2face data.path=data/synth'; groups: "
-                    "model=tiny|small|base|large, trainer=cpu|gpu, "
-                    "experiment=prior|imu2face|ci_tiny. Several GPUs: "
+                    "model=tiny|small|base|large, trainer=cpu|gpu, experiment=prior|imu2face|"
+                    "ship_prior|ship|ci_tiny|audio_prior|audio2face. Several GPUs: "
                     "torchrun --nproc_per_node=N -m imucap train trainer=gpu …")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
     p.add_argument("--show", action="store_true", help="print the composed settings and stop")

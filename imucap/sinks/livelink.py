@@ -311,8 +311,10 @@ class LiveLinkSender(UdpSink):
         if not np.isfinite(values).all():
             np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         position = frame.time_s * self._frames_per_s
-        whole = math.floor(position)
-        timing = _TIMING.pack(whole % (_INT32_MAX + 1), position - whole, self.rate[0],
+        # A time on the frame grid (k / 60) can land a hair below k in floating point: count
+        # it as frame k, not as frame k - 1 at subframe 0.99999.
+        whole = math.floor(position + 1e-6)
+        timing = _TIMING.pack(whole % (_INT32_MAX + 1), max(0.0, position - whole), self.rate[0],
                               self.rate[1], NUM_LIVELINK_VALUES)
         return self._header + timing + values.tobytes()
 
