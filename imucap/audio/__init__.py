@@ -5,6 +5,9 @@
   mixed to mono and resampled with :class:`Resampler`.
 - :mod:`.features`: log-mel / MFCC / delta features on the face's frame clock, offline
   (:func:`compute_features`) or live (:class:`FeatureStream`).
+- :mod:`.espeak`: speech synthesis with phoneme timings through libespeak-ng (ctypes; imported
+  on its own, it needs the system library).
+- :mod:`.visemes`: phoneme timelines to mouth animation (a viseme model with coarticulation).
 
 Only numpy is needed at import; ffmpeg is looked up when a non-WAV file is opened.
 """
