@@ -226,7 +226,10 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
         name = source or Path(audio).name
         peak_clipped = 0.0
 
-    out_blocks: list[np.ndarray] = []  # final output frames (float32), in blocks
+    # Final output frames, written in place into an array sized from the length the file
+    # promises (grown by half when a file runs longer), so a long file's track is held once.
+    out = np.zeros((int(total_s * model.fps) + w + 1, 52), np.float32)
+    out_len = 0
     tri = _triangle(w)[:, None]
     buf = np.zeros((0, model.features.dim), np.float32)  # features not yet fully covered
     buf_start = 0  # frame index of buf[0]
@@ -238,7 +241,7 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
     acc_start = 0
 
     def flush_batch(final: bool) -> None:
-        nonlocal acc_sum, acc_wt, acc_start
+        nonlocal acc_sum, acc_wt, acc_start, out, out_len
         if not pending:
             return
         starts = [s for s, _ in pending]
@@ -259,8 +262,12 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
         done = (next_window - acc_start) if not final else len(acc_wt)
         done = max(0, min(done, len(acc_wt)))
         if done:
-            out_blocks.append((acc_sum[:done] / np.maximum(acc_wt[:done, None], 1e-9)
-                               ).astype(np.float32))
+            if out_len + done > len(out):
+                out = np.concatenate([out, np.zeros((max(done, len(out) // 2), 52),
+                                                    np.float32)])
+            out[out_len:out_len + done] = acc_sum[:done] / np.maximum(acc_wt[:done, None],
+                                                                      1e-9)
+            out_len += done
             acc_sum, acc_wt = acc_sum[done:], acc_wt[done:]
             acc_start += done
         if progress is not None:
@@ -300,8 +307,7 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
         pending.append((last, tail))
         next_window = last + w
     flush_batch(True)
-    weights = np.concatenate(out_blocks)[:n_frames]
-    out_blocks.clear()
+    weights = out[:n_frames]
 
     clipped = float(getattr(reader, "clipped_fraction", peak_clipped) or 0.0) \
         if reader is not None else peak_clipped
