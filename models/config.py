@@ -32,8 +32,11 @@ ModelSchema = _schema_from(DenoiserConfig, "ModelSchema", [("name", str, "small"
 """Denoiser sizes (the fields of :class:`~imucap.models.denoiser.DenoiserConfig`) and a name."""
 
 SchedulerSchema = _schema_from(SchedulerConfig, "SchedulerSchema", [
-    ("inference_steps", int, 4), ("guidance_scale", float, 1.0)])
-"""The noise schedule (:class:`~imucap.models.scheduler.SchedulerConfig`) and sampling options."""
+    ("inference_steps", int, 4), ("guidance_scale", float, 1.0),
+    ("output_smoothing_s", float, 0.0)])
+"""The noise schedule (:class:`~imucap.models.scheduler.SchedulerConfig`) and sampling options:
+steps, guidance, and the sigma in seconds of the Gaussian filter over each sampled window
+(:func:`~imucap.models.train.smooth_frames`; 0 for none), kept in the checkpoint."""
 
 
 @dataclass

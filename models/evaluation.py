@@ -113,9 +113,11 @@ def _predict_checkpoint(ckpt: Any, windows: Any, site_ids: list[int], *, steps: 
     model = model if model is not None else build_model(ckpt)
     scheduler = DiffusionScheduler(SchedulerConfig.from_dict(ckpt.scheduler_config or {}))
     mask = None if sensor_mask is None else torch.from_numpy(sensor_mask)
+    t = ckpt.training
+    smooth = float(t.get("output_smoothing_s", 0.0)) * float(t.get("blendshape_rate_hz", 60.0))
     return predict_windows(model, scheduler, windows, torch.tensor(site_ids), steps=steps,
                            guidance_scale=guidance_scale, device=torch.device("cpu"),
-                           seed=seed, sensor_mask=mask)
+                           seed=seed, sensor_mask=mask, smooth=smooth)
 
 
 def _label(path: Path, ckpt: Any) -> str:

@@ -62,20 +62,41 @@ VELOCITY_WEIGHT = 0.5
 SCHEDULER_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type", "clip_sample")
 
 
+def smooth_frames(x: torch.Tensor, sigma_frames: float) -> torch.Tensor:
+    """``x`` ``(B, T, C)`` filtered along time with a Gaussian of ``sigma_frames`` frames.
+
+    The window's ends are mirrored (reflect padding), so the newest frame of a window, which the
+    live engine emits, is a one-sided average of the frames before it: no added latency. A
+    sigma of 0 returns ``x`` itself.
+    """
+    if sigma_frames <= 0 or x.shape[1] < 2:
+        return x
+    radius = min(int(math.ceil(3.0 * sigma_frames)), x.shape[1] - 1)
+    k = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    kernel = torch.exp(-0.5 * (k / sigma_frames) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    c = x.shape[2]
+    padded = torch.nn.functional.pad(x.transpose(1, 2), (radius, radius), mode="reflect")
+    out = torch.nn.functional.conv1d(padded, kernel.view(1, 1, -1).expand(c, 1, -1), groups=c)
+    return out.transpose(1, 2)
+
+
 def sample(model: Denoiser, scheduler: DiffusionScheduler, imu: torch.Tensor,
            site_ids: torch.Tensor, out_frames: int, *, steps: int = 4,
            guidance_scale: float = 1.0, sensor_mask: torch.Tensor | None = None,
            generator: torch.Generator | None = None,
-           noise: torch.Tensor | None = None) -> torch.Tensor:
+           noise: torch.Tensor | None = None, smooth: float = 0.0) -> torch.Tensor:
     """Few-step deterministic (DDIM) sampling of clean frames ``(B, out_frames, C)``.
 
     With ``guidance_scale`` ≠ 1 each step also runs the null condition and mixes the two
-    predictions (classifier-free guidance).
+    predictions (classifier-free guidance). ``smooth`` (frames) is the sigma of the output
+    filter (:func:`smooth_frames`; a checkpoint's ``output_smoothing_s``), 0 for none.
     """
     b = imu.shape[0]
     c = model.config.out_channels
     if not model.config.diffusion:
-        return model(None, None, imu, site_ids, sensor_mask, out_frames=out_frames)
+        return smooth_frames(model(None, None, imu, site_ids, sensor_mask,
+                                   out_frames=out_frames), smooth)
     x = noise if noise is not None else torch.randn(
         b, out_frames, c, generator=generator, device=imu.device)
     cond = model.encode(imu, site_ids, sensor_mask)  # the condition, once per window
@@ -87,7 +108,7 @@ def sample(model: Denoiser, scheduler: DiffusionScheduler, imu: torch.Tensor,
             uncond = model.decode(x, step, cond, drop_cond=null)
             pred = scheduler.guided(pred, uncond, guidance_scale)
         x = scheduler.step(pred, t, x).prev_sample
-    return x
+    return smooth_frames(x, smooth)
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -129,7 +150,8 @@ def predict_windows(model: Denoiser, scheduler: DiffusionScheduler, windows: Win
                     site_ids: torch.Tensor, *, steps: int, guidance_scale: float,
                     device: torch.device, batch_size: int = 64, seed: int = 0,
                     max_windows: int | None = None,
-                    sensor_mask: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    sensor_mask: torch.Tensor | None = None,
+                    smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``(pred, true)`` weights ``(N, Wb, 52)`` over a split's windows (few-step sampling,
     noise from ``seed``); ``sensor_mask`` ``(N, S)`` drops sensors where False."""
     model.eval()
@@ -145,7 +167,8 @@ def predict_windows(model: Denoiser, scheduler: DiffusionScheduler, windows: Win
             noise = torch.randn(true.shape, generator=gen).to(device)
             mask = None if sensor_mask is None else sensor_mask[start:stop].to(device)
             out = sample(model, scheduler, imu, site_ids, true.shape[1], steps=steps,
-                         guidance_scale=guidance_scale, noise=noise, sensor_mask=mask)
+                         guidance_scale=guidance_scale, noise=noise, sensor_mask=mask,
+                         smooth=smooth)
             preds.append(out.clamp(0, 1).float().cpu().numpy()[..., :52])
             trues.append(true.numpy())
     if not preds:
@@ -157,11 +180,12 @@ def predict_windows(model: Denoiser, scheduler: DiffusionScheduler, windows: Win
 def evaluate_model(model: Denoiser, scheduler: DiffusionScheduler, windows: WindowDataset,
                    site_ids: torch.Tensor, *, steps: int, guidance_scale: float,
                    device: torch.device, batch_size: int = 64, seed: int = 0,
-                   max_windows: int | None = None) -> dict[str, Any]:
+                   max_windows: int | None = None, smooth: float = 0.0) -> dict[str, Any]:
     """Metrics of the model on a split's windows (few-step sampling, fixed noise seed)."""
     pred, true = predict_windows(model, scheduler, windows, site_ids, steps=steps,
                                  guidance_scale=guidance_scale, device=device,
-                                 batch_size=batch_size, seed=seed, max_windows=max_windows)
+                                 batch_size=batch_size, seed=seed, max_windows=max_windows,
+                                 smooth=smooth)
     return evaluate(pred, true, windows.dataset.info.blendshape_rate_hz)
 
 
@@ -333,7 +357,9 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
             metrics = evaluate_model(core, scheduler, val_w, site_ids,
                                      steps=cfg.scheduler.inference_steps,
                                      guidance_scale=cfg.scheduler.guidance_scale,
-                                     device=device, max_windows=256)
+                                     device=device, max_windows=256,
+                                     smooth=cfg.scheduler.output_smoothing_s
+                                     * dataset.info.blendshape_rate_hz)
             record["val_mae"] = metrics["mae"]
             say(f"epoch {epoch + 1}: val MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
         history.append(record)
@@ -366,6 +392,7 @@ def _save(path: Path, model: Denoiser, opt: torch.optim.Optimizer | None,
                 "blendshape_rate_hz": dataset.info.blendshape_rate_hz,
                 "inference_steps": cfg.scheduler.inference_steps,
                 "guidance_scale": cfg.scheduler.guidance_scale,
+                "output_smoothing_s": cfg.scheduler.output_smoothing_s,
                 "versions": {"imucap": imucap.__version__, "torch": torch.__version__}}
     if speech:
         training["audio_rate"] = dataset.info.audio_rate

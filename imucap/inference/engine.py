@@ -28,6 +28,7 @@ with the default hop of one output frame it is one model run.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class EngineConfig:
         device: ``cpu`` or ``cuda``.
         seed: Seed of the sampling noise.
         threads: Torch threads on the CPU (0: torch's default).
+        smoothing_s: Sigma (seconds) of the Gaussian filter over each sampled window; None
+            for the checkpoint's own (``output_smoothing_s``), 0 for none.
     """
 
     output_rate_hz: float = 60.0
@@ -68,6 +71,7 @@ class EngineConfig:
     device: str = "cpu"
     seed: int = 0
     threads: int = 0
+    smoothing_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,12 @@ class StreamingEngine:
         self.bs_rate_hz = float(training.get("blendshape_rate_hz", 60.0))
         self._n_in = int(round(self.window_s * self.imu_rate_hz))
         self._n_out = int(round(self.window_s * self.bs_rate_hz))
+        # The checkpoint's output filter, in frames of this engine's output grid.
+        smooth_s = cfg.smoothing_s if cfg.smoothing_s is not None else \
+            float(training.get("output_smoothing_s", 0.0))
+        if not (math.isfinite(smooth_s) and 0 <= smooth_s <= 1):
+            raise ImucapError(f"output smoothing must be 0 to 1 s, got {smooth_s}")
+        self._smooth = smooth_s * self.bs_rate_hz
         if ckpt.stats is None:
             raise ImucapError("the checkpoint has no normalisation statistics: re-train it")
         self._norm = self._stats_for_sites(ckpt)
@@ -318,5 +328,5 @@ class StreamingEngine:
         with torch.inference_mode():
             out = sample(self.model, self.scheduler, imu, self._site_ids, self._n_out,
                          steps=self.config.steps, guidance_scale=self.config.guidance_scale,
-                         sensor_mask=mask, noise=noise)
+                         sensor_mask=mask, noise=noise, smooth=self._smooth)
         return out[0, :, :52].float().cpu().numpy()

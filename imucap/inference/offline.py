@@ -228,7 +228,8 @@ def _check_inputs(times: Any, accel: Any, gyro: Any, sites: Sequence[str]
 def infer_session(checkpoint: str | Path | Any, times: Any, accel: Any, gyro: Any,
                   sites: Sequence[str], *, fps: float = 60.0, steps: int | None = None,
                   seed: int = 0, hop_frames: int = DEFAULT_HOP_FRAMES,
-                  guidance_scale: float | None = None, device: str = "cpu",
+                  guidance_scale: float | None = None, smoothing_s: float | None = None,
+                  device: str = "cpu",
                   threads: int = 0, accel_range_g: float | None = None,
                   gyro_range_dps: float | None = None, source: str = "",
                   progress: Callable[[float, float], None] | None = None) -> FaceTrack:
@@ -246,6 +247,7 @@ def infer_session(checkpoint: str | Path | Any, times: Any, accel: Any, gyro: An
         seed: Seed of the sampling noise; the same seed gives the same track.
         hop_frames: Output frames per model run (module doc: speed against seams).
         guidance_scale: Classifier-free guidance; None for the checkpoint's.
+        smoothing_s: Output filter sigma, seconds; None for the checkpoint's, 0 for none.
         device: ``cpu`` or ``cuda``.
         threads: Torch threads on the CPU (0: leave torch's setting); see the module doc.
         accel_range_g: Accelerometer full scale, to flag saturation (optional).
@@ -280,7 +282,7 @@ def infer_session(checkpoint: str | Path | Any, times: Any, accel: Any, gyro: An
                      else training.get("guidance_scale", 1.0))
     config = EngineConfig(output_rate_hz=float(fps), steps=steps, guidance_scale=guidance,
                           hop_frames=int(hop_frames), device=device, seed=int(seed),
-                          threads=int(threads))
+                          threads=int(threads), smoothing_s=smoothing_s)
     engine = StreamingEngine(ckpt, tuple(sites), config, accel_range_g=accel_range_g,
                              gyro_range_dps=gyro_range_dps)
     frames: list[Any] = []
