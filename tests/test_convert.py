@@ -144,6 +144,23 @@ def test_convert_a_dataset_writes_one_file_per_session(data, ckpt, tmp_path, cap
     assert len(track) > 300 and track.weights.shape[1] == 52
 
 
+def test_convert_smooth_ms_sets_the_output_filter(data, ckpt, tmp_path, capsys):
+    from imucap.export import read_json_track
+
+    tracks = {}
+    for ms in ("0", "80"):
+        out = tmp_path / f"s{ms}.json"
+        code, _, err = cli(capsys, data, "--session", "s000_00", "-o", out, "--model", ckpt,
+                           "--smooth-ms", ms)
+        assert code == 0, err
+        tracks[ms] = read_json_track(out).weights
+    jitter = {ms: np.abs(np.diff(w, n=2, axis=0)).mean() for ms, w in tracks.items()}
+    assert jitter["80"] < 0.5 * jitter["0"]
+    code, _, err = cli(capsys, data, "-o", tmp_path / "x.json", "--model", ckpt,
+                       "--smooth-ms", "-5")
+    assert code == 2 and "--smooth-ms" in err and err.count("\n") == 1
+
+
 def test_convert_session_errors_are_one_line(data, ckpt, tmp_path, capsys):
     stray = tmp_path / "loose.npz"
     stray.write_bytes((data / "sessions" / "s000_00.npz").read_bytes())

@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output frames per model run (default 4; 1 runs the model every "
                         "frame as the live engine does: smoothest, about 4x slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    p.add_argument("--smooth-ms", type=float, default=None, metavar="MS",
+                   help="sessions: sigma of the model's output filter (default: the "
+                        "checkpoint's, 50 for the shipped model; 0 for none)")
     p.add_argument("--au-head", default=None, metavar="DIR",
                    help="AUs from a head trained on your labels (imucap au-head train) instead "
                         "of the fixed mapping; used by .au.csv and .json output")
@@ -151,6 +154,15 @@ def _load_au_head(path: str | None, fmt: str, args: argparse.Namespace) -> Any:
     return load_au_head(path)
 
 
+def _smoothing_s(args: argparse.Namespace) -> float | None:
+    ms = getattr(args, "smooth_ms", None)
+    if ms is None:
+        return None
+    if not 0 <= ms <= 1000:
+        raise ImucapError(f"--smooth-ms must be between 0 and 1000, got {ms:g}")
+    return ms / 1000.0
+
+
 def _with_head(track: Any, head: Any) -> Any:
     """The track with its AU intensities from the head (NaN, so flagged, without a face)."""
     return track if head is None else head.apply(track)
@@ -187,6 +199,7 @@ def _convert_sessions(args: argparse.Namespace, path: Path, fmt: str, rig: Any,
         start = time.perf_counter()
         track = infer_session(ckpt, session.imu_time_s, session.accel, session.gyro, info.sites,
                               fps=fps, steps=args.steps, seed=args.seed, hop_frames=hop,
+                              smoothing_s=_smoothing_s(args),
                               device=args.device, threads=args.threads,
                               accel_range_g=info.accel_range_g,
                               gyro_range_dps=info.gyro_range_dps,

@@ -48,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(Lab Streaming Layer); repeat for several")
     p.add_argument("--fps", type=float, default=60.0, help="output frame rate of the model")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps per frame")
+    p.add_argument("--smooth-ms", type=float, default=None, metavar="MS",
+                   help="sigma of the model's output filter (default: the checkpoint's, 50 for "
+                        "the shipped model; 0 for none)")
     p.add_argument("--expression", action="store_true",
                    help="show the basic expression the face reads as, with its confidence and "
                         "AU evidence, on stderr (runs the model; see imucap expression)")
@@ -227,6 +230,8 @@ def run_face(args: argparse.Namespace) -> int:
         config = EngineConfig(output_rate_hz=args.fps)
         if args.steps is not None:
             config.steps = args.steps
+        if args.smooth_ms is not None:
+            config.smoothing_s = args.smooth_ms / 1000.0
         engine = StreamingEngine(checkpoint, tuple(info.sites), config,
                                  accel_range_g=info.accel_range_g,
                                  gyro_range_dps=info.gyro_range_dps)
