@@ -43,8 +43,10 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "convert", help="convert a session or take to animation files (CSV, JSON, glTF)",
-        description="Turn a recorded or simulated session into a face track with the model, or "
+        "convert", help="convert a session, take or speech to animation files (CSV, JSON, "
+                        "glTF, MP4)",
+        description="Turn a recorded or simulated session into a face track with the model, "
+                    "speech (a sound file, or --text) into one with the speech model, or "
                     "convert a blendshape take between formats, and write files that animation "
                     "and analysis tools open.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

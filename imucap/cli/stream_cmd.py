@@ -17,7 +17,8 @@ from .live_table import SignalWindow, render, status_line
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "stream", help="stream a device and show live rates, loss and signals",
+        "stream", help="stream a device (or speech: --speech) and show live rates, loss and "
+                       "signals; --to drives live sinks",
         description="Stream frames from a device. URIs: serial:/dev/ttyACM0, serial:VID:PID, "
                     "tcp://HOST:PORT, ble:NAME_OR_ADDRESS, udp://0.0.0.0:9000[?device_id=ID], "
                     "array:left=URI,right=URI, replay:SESSION.mcap, "
