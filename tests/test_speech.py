@@ -52,6 +52,12 @@ def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> 
     return path
 
 
+def _has_sounddevice() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sounddevice") is not None
+
+
 def ffmpeg() -> str:
     from imucap.audio.io import find_ffmpeg
 
@@ -428,7 +434,9 @@ def test_stream_speech_from_a_file_drives_live_link(ckpt, speech_wav):
     for argv, message in ((["--speech", "nowhere.wav"], "does not exist"),
                           (["--speech", str(speech_wav), "--device", "emulator:imusic11"],
                            "not both"),
-                          ([], "nothing to stream")):
+                          ([], "nothing to stream"),
+                          (["--speech", "mic"] if not _has_sounddevice() else
+                           ["--speech", "mic:999"], "microphone")):
         bad = subprocess.run([sys.executable, "-m", "imucap", "stream", *argv],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

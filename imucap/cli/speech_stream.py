@@ -49,7 +49,8 @@ def _file_blocks(path: Path, rate: int, realtime: bool) -> Iterator[tuple[np.nda
 
 
 def _mic_blocks(spec: str, rate: int) -> Iterator[tuple[np.ndarray, float]]:
-    """Blocks from a microphone through PortAudio (the ``sounddevice`` package)."""
+    """Blocks from a microphone through PortAudio (the ``sounddevice`` package). The device is
+    opened here, before the first block is asked for, so a missing one fails at once."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
@@ -69,9 +70,13 @@ def _mic_blocks(spec: str, rate: int) -> Iterator[tuple[np.ndarray, float]]:
     except Exception as exc:  # PortAudio's errors are plain Exceptions
         raise ImucapError(f"could not open the microphone {index or '(default)'}: {exc}; "
                           f"python -m sounddevice lists the devices") from None
-    with stream:
-        while True:
-            yield blocks.get()
+
+    def read() -> Iterator[tuple[np.ndarray, float]]:
+        with stream:
+            while True:
+                yield blocks.get()
+
+    return read()
 
 
 def run_speech_stream(args: argparse.Namespace) -> int:
@@ -94,11 +99,19 @@ def run_speech_stream(args: argparse.Namespace) -> int:
 
         iter_audio(source).close()  # not audio: one line now, before the model loads
     sinks = [sink_from_uri(uri, rate_hz=60.0) for uri in args.to]
+    if not 0 <= args.lookahead_ms <= 400:
+        raise ImucapError(f"--lookahead-ms must be between 0 and 400, got "
+                          f"{args.lookahead_ms:g}")
+    if args.speech_hop < 1:
+        raise ImucapError(f"--speech-hop must be at least 1, got {args.speech_hop}")
+    rate = 16000  # the speech models' rate; checked against the model's below
+    blocks = _mic_blocks(source, rate) if is_mic else _file_blocks(Path(source), rate, True)
     model = load_speech_model(None if args.model in (None, "default") else args.model,
                               threads=1)
+    if model.audio_rate != rate:
+        raise ImucapError(f"the speech model reads audio at {model.audio_rate} Hz; live input "
+                          f"is read at {rate} Hz: retrain it at 16 kHz")
     live = SpeechStream(model, lookahead_s=args.lookahead_ms / 1000.0, hop=args.speech_hop)
-    rate = model.audio_rate
-    blocks = _mic_blocks(source, rate) if is_mic else _file_blocks(Path(source), rate, True)
     fan = FanOut(sinks, rate_hz=60.0).open() if sinks else None
     for name, reason in (fan.stats().failed.items() if fan else ()):
         print(f"imucap: {name} left out: {reason}", file=sys.stderr, flush=True)
