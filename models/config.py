@@ -70,7 +70,8 @@ class TrainerSchema:
     log_every: int = 50
     eval_every_epochs: int = 1
     out_dir: str = "runs/${now:%Y%m%d-%H%M%S}"
-    init_from: str | None = None  # a checkpoint to start from (stage 2, fine-tuning)
+    init_from: str | None = None  # a checkpoint to start from (stage 2, fine-tuning); 'default'
+    # or 'speech' for a shipped one
     resume: str | None = None  # a run folder to resume
 
 

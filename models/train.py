@@ -116,6 +116,18 @@ def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
             "blendshapes": torch.from_numpy(np.stack([i["blendshapes"] for i in items]))}
 
 
+def resolve_init(value: str) -> Path:
+    """``trainer.init_from``: a checkpoint folder, or ``default`` (the shipped IMU model) or
+    ``speech`` (the shipped speech model), wherever imucap is installed."""
+    from .pretrained import default_checkpoint, speech_checkpoint
+
+    if value == "default":
+        return default_checkpoint()
+    if value == "speech":
+        return speech_checkpoint()
+    return Path(value)
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -231,7 +243,7 @@ def train(cfg: DictConfig, *, progress: Callable[[str], None] | None = None) -> 
 
     init = None
     if cfg.trainer.init_from:
-        init = load_checkpoint(cfg.trainer.init_from)
+        init = load_checkpoint(resolve_init(cfg.trainer.init_from))
         vocab = list(init.sites) + [s for s in sites if s not in init.sites]
         model_cfg = DenoiserConfig.from_dict(init.model_config)
         if len(vocab) > model_cfg.n_sites:

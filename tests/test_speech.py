@@ -300,6 +300,27 @@ def test_the_audio_model_starts_from_an_imu_prior(data, tmp_path):
     assert out.model_config["d_model"] == imu.model_config["d_model"]
 
 
+def test_fine_tuning_starts_from_the_shipped_speech_model(data, tmp_path):
+    pytest.importorskip("torch")
+    from imucap.models.checkpoint import load_checkpoint
+    from imucap.models.config import compose_config
+    from imucap.models.pretrained import speech_checkpoint
+    from imucap.models.train import train
+
+    cfg = compose_config(["experiment=audio2face", f"data.path={data}",
+                          f"trainer.out_dir={tmp_path / 'run'}", "trainer.max_steps=2",
+                          "trainer.batch_size=4", "trainer.init_from=speech",
+                          "trainer.lr=1e-5"])
+    train(cfg)
+    tuned = load_checkpoint(tmp_path / "run" / "last")
+    shipped = load_checkpoint(speech_checkpoint())
+    # The shipped model's statistics are kept (new data is normalised as the old was), and
+    # two small steps move the weights only a little.
+    assert tuned.stats == shipped.stats and tuned.sites == shipped.sites
+    drift = max(float((tuned.state[k] - shipped.state[k]).abs().max()) for k in shipped.state)
+    assert 0 < drift < 0.01
+
+
 def test_convert_reads_wav_flac_and_mp3_alike(ckpt, speech_wav, tmp_path, capsys):
     from imucap.export import read_openface_csv, read_track
 

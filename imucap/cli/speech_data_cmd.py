@@ -24,7 +24,7 @@ Then train (stage 1, the mouth's motion prior; stage 2, audio conditioning):
       trainer.init_from=runs/sp/prior/best trainer.out_dir=runs/sp/model
 Fine-tune the shipped model to your data:
   imucap train experiment=audio2face data.path=data/mine \\
-      trainer.init_from=imucap/models/pretrained/speech_en trainer.lr=1e-4 trainer.epochs=10
+      trainer.init_from=speech trainer.lr=1e-4 trainer.epochs=10
 
 examples:
   imucap speech-data make data/speech --clips 4000 --workers 2
