@@ -41,8 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def add_au_input_options(p: argparse.ArgumentParser) -> None:
-    """The INPUT options of the AU commands (as ``imucap render``'s, plus ``--threshold``)."""
+def add_au_input_options(p: argparse.ArgumentParser, *, threshold: bool = True) -> None:
+    """The INPUT options of the AU commands (as ``imucap render``'s, plus ``--threshold``
+    unless ``threshold`` is False)."""
     p.add_argument("input", metavar="INPUT",
                    help="dataset folder, session file, recording (.mcap), take or OpenFace CSV")
     p.add_argument("--session", default=None, metavar="ID",
@@ -56,6 +57,8 @@ def add_au_input_options(p: argparse.ArgumentParser) -> None:
                         "(default: its own frames)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    if not threshold:
+        return
     p.add_argument("--threshold", type=float, default=1.0,
                    help="AU intensity from which an AU counts as present (default 1.0, FACS "
                         "grade A; 2 for the DISFA convention)")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from imucap.errors import ImucapError
 
+from .au_cmd import add_au_input_options
+
 _EPILOG = """\
 INPUT is one of:
   a dataset folder        with --session ID: the truth and the model's prediction, each read
@@ -44,19 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "fear, anger, disgust, contempt, neutral) from the Action Units, with a "
                     "confidence and the AUs behind it, and list the episodes.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="INPUT",
-                   help="dataset folder, session file, recording (.mcap), take or OpenFace CSV")
-    p.add_argument("--session", default=None, metavar="ID",
-                   help="the session of a dataset folder")
-    p.add_argument("--model", default=None, metavar="CKPT",
-                   help="checkpoint for the prediction ('default': the shipped model)")
-    p.add_argument("--no-model", action="store_true",
-                   help="sessions: the truth alone (no model run, no [train] extra needed)")
-    p.add_argument("--fps", type=float, default=None,
-                   help="frame grid of sessions (default 60); resample a take to this rate "
-                        "(default: its own frames)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model's sampling noise")
+    add_au_input_options(p, threshold=False)
     p.add_argument("--min-duration", type=float, default=0.3, metavar="S",
                    help="shortest episode in seconds; shorter runs join a neighbour "
                         "(default 0.3)")
