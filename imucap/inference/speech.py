@@ -215,16 +215,13 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
         info: dict[str, Any] = {"source_rate": int(rate), "source_channels": 1, "codec": "pcm"}
         reader = None
         name = source or "audio"
-        peak_clipped = float(np.mean(np.abs(samples) >= 0.999)) if len(samples) else 0.0
     else:
         reader = iter_audio(audio, rate=model.audio_rate)
-        total_s = float(getattr(reader, "expected_duration_s", None) or 0.0)
+        total_s = reader.expected_duration_s or 0.0
         chunks = reader
-        info = {"source_rate": int(getattr(reader, "source_rate", 0) or 0),
-                "source_channels": int(getattr(reader, "source_channels", 0) or 0),
-                "codec": str(getattr(reader, "codec", "") or "")}
+        info = {"source_rate": reader.source_rate, "source_channels": reader.source_channels,
+                "codec": reader.codec}
         name = source or Path(audio).name
-        peak_clipped = 0.0
 
     # Final output frames, written in place into an array sized from the length the file
     # promises (grown by half when a file runs longer), so a long file's track is held once.
@@ -309,13 +306,11 @@ def infer_speech(audio: str | Path | np.ndarray, model: SpeechModel, *,
     flush_batch(True)
     weights = out[:n_frames]
 
-    clipped = float(getattr(reader, "clipped_fraction", peak_clipped) or 0.0) \
-        if reader is not None else peak_clipped
     if reader is not None:
-        rms_db = float(reader.rms_db)
+        clipped, rms_db = reader.clipped_fraction, reader.rms_db
     else:
-        rms = math.sqrt(float(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) \
-            else 0.0
+        clipped = float(np.mean(np.abs(samples) >= 0.999))
+        rms = math.sqrt(float(np.mean(np.square(samples, dtype=np.float64))))
         rms_db = 20.0 * math.log10(max(rms, 1e-10))
     silent = rms_db < SILENT_DB
     notes = []
